@@ -1,0 +1,168 @@
+// Package engine forwards packets between a TUN device and UDP peers: the
+// outbound loop (TUN -> wire) and the inbound loop (wire -> TUN) of every
+// worker, the route table they read, the checks every packet passes, and the
+// counters of what was forwarded and what was dropped, with the reason.
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/weft-dev/weft/encap"
+	"github.com/weft-dev/weft/tun"
+)
+
+// Config is what the forwarding loops need to know of this host.
+type Config struct {
+	// Subnet is this host's subnet: datagrams from peers must be addressed into it.
+	Subnet netip.Prefix
+	// BatchSize is the most packets handled per read and per write
+	// (1 is flannel's one packet per syscall).
+	BatchSize int
+	// MaxPacket is the largest packet the TUN hands over or a peer may send.
+	MaxPacket int
+}
+
+// DefaultBatchSize is the most packets handled per read and write: enough
+// to amortise a syscall over many packets, small enough that a batch's
+// buffers stay in cache.
+const DefaultBatchSize = 64
+
+// Queue is one worker's pair: a TUN queue and a UDP socket of its own.
+type Queue struct {
+	Dev  tun.Device
+	Conn encap.Conn
+}
+
+// Engine forwards between TUN queues and UDP sockets.
+type Engine struct {
+	cfg        Config
+	subnetBase uint32
+	subnetMask uint32
+	routes     atomic.Pointer[Table]
+
+	mu    sync.Mutex
+	loops []*counters // one per loop, summed by Stats
+}
+
+// New returns an engine for cfg with an empty route table.
+func New(cfg Config) (*Engine, error) {
+	if !cfg.Subnet.IsValid() || !cfg.Subnet.Addr().Is4() {
+		return nil, fmt.Errorf("engine: subnet %v is not an IPv4 prefix", cfg.Subnet)
+	}
+	if cfg.BatchSize < 1 {
+		return nil, fmt.Errorf("engine: batch size %d below 1", cfg.BatchSize)
+	}
+	if cfg.MaxPacket < ipv4MinHeader || cfg.MaxPacket > 65535 {
+		return nil, fmt.Errorf("engine: max packet %d out of range %d-65535", cfg.MaxPacket, ipv4MinHeader)
+	}
+	cfg.Subnet = cfg.Subnet.Masked()
+	a := cfg.Subnet.Addr().As4()
+	e := &Engine{
+		cfg:        cfg,
+		subnetBase: binary.BigEndian.Uint32(a[:]),
+		subnetMask: ^uint32(0) << (32 - cfg.Subnet.Bits()),
+	}
+	if cfg.Subnet.Bits() == 0 {
+		e.subnetMask = 0
+	}
+	e.routes.Store(&Table{})
+	return e, nil
+}
+
+// SetRoutes makes t the table every loop reads from its next batch on.
+func (e *Engine) SetRoutes(t *Table) { e.routes.Store(t) }
+
+// Routes is the table in use.
+func (e *Engine) Routes() *Table { return e.routes.Load() }
+
+// Run forwards on every queue, one outbound and one inbound loop each, until
+// ctx is done or a loop fails. Either way it closes every queue's device and
+// socket, which ends the other loops, and returns the first failure.
+func (e *Engine) Run(ctx context.Context, queues []Queue) error {
+	if len(queues) == 0 {
+		return errors.New("engine: no queues")
+	}
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+		stopping atomic.Bool
+	)
+	stop := func() {
+		once.Do(func() {
+			stopping.Store(true)
+			for _, q := range queues {
+				q.Dev.Close()
+				q.Conn.Close()
+			}
+		})
+	}
+	fail := func(err error) {
+		e.mu.Lock()
+		if firstErr == nil && !stopping.Load() {
+			firstErr = err
+		}
+		e.mu.Unlock()
+		stop()
+	}
+	for i, q := range queues {
+		out := e.newOutbound(q)
+		in := e.newInbound(q)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for {
+				if err := out.step(); err != nil {
+					fail(fmt.Errorf("worker %d: read tun: %w", i, err))
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				if err := in.step(); err != nil {
+					fail(fmt.Errorf("worker %d: receive: %w", i, err))
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-ctx.Done():
+		stop()
+		<-done
+	case <-done:
+	}
+	return firstErr
+}
+
+func (e *Engine) newCounters() *counters {
+	c := new(counters)
+	e.mu.Lock()
+	e.loops = append(e.loops, c)
+	e.mu.Unlock()
+	return c
+}
+
+// inSubnet reports whether the big-endian IPv4 address a is in this host's subnet.
+func (e *Engine) inSubnet(a uint32) bool { return a&e.subnetMask == e.subnetBase }
+
+// newBuffers allocates a batch of packet buffers with tun.Headroom in front.
+// They are the loop's pool: allocated once, reused for every batch.
+func newBuffers(batch, size int) [][]byte {
+	slab := make([]byte, batch*(tun.Headroom+size))
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = slab[i*(tun.Headroom+size) : (i+1)*(tun.Headroom+size) : (i+1)*(tun.Headroom+size)]
+	}
+	return bufs
+}

@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"net/netip"
+
+	"github.com/weft-dev/weft/encap"
+	"github.com/weft-dev/weft/tun"
+)
+
+// inbound carries datagrams from the peers to a TUN queue: receive a batch
+// with one recvmmsg, admit each inner packet (known peer, source in that
+// peer's subnet, destination in ours, sane header), decrement its TTL, and
+// write the batch to the TUN. The packet written is the buffer the datagram
+// was received into: no copy.
+type inbound struct {
+	e     *Engine
+	dev   tun.Device
+	conn  encap.Conn
+	stats *counters
+
+	bufs [][]byte
+	msgs []encap.Message
+	out  [][]byte
+}
+
+func (e *Engine) newInbound(q Queue) *inbound {
+	batch := e.cfg.BatchSize
+	in := &inbound{
+		e:     e,
+		dev:   q.Dev,
+		conn:  q.Conn,
+		stats: e.newCounters(),
+		bufs:  newBuffers(batch, e.cfg.MaxPacket),
+		msgs:  make([]encap.Message, batch),
+		out:   make([][]byte, 0, batch),
+	}
+	in.stats.inbound = true
+	for i := range in.msgs {
+		in.msgs[i].Buf = in.bufs[i][tun.Headroom:]
+	}
+	return in
+}
+
+// step forwards one batch. It returns an error only when the socket cannot be read.
+func (in *inbound) step() error {
+	n, err := in.conn.ReadBatch(in.msgs)
+	if err != nil {
+		return err
+	}
+	table := in.e.routes.Load()
+	out := in.out[:0]
+	for i := range n {
+		m := &in.msgs[i]
+		pkt := m.Buf[:m.N]
+		total, drop := in.e.admit(table, pkt, m.Addr.Addr())
+		if m.Truncated {
+			drop = DropTruncated
+		}
+		if drop != DropNone {
+			in.stats.drops[drop].Add(1)
+			continue
+		}
+		decrementTTL(pkt)
+		out = append(out, in.bufs[i][:tun.Headroom+total])
+	}
+	for len(out) > 0 {
+		written, err := in.dev.Write(out, tun.Headroom)
+		var bytes uint64
+		for _, b := range out[:written] {
+			bytes += uint64(len(b) - tun.Headroom)
+		}
+		in.stats.packets.Add(uint64(written))
+		in.stats.bytes.Add(bytes)
+		if err == nil {
+			break
+		}
+		// The kernel refused one packet: count it, never log per packet,
+		// and write the rest.
+		in.stats.drops[DropTUNWriteError].Add(1)
+		out = out[written+1:]
+	}
+	return nil
+}
+
+// admit decides whether a datagram's payload pkt, from the peer address
+// from, may go into the TUN, and returns the inner packet's length.
+func (e *Engine) admit(t *Table, pkt []byte, from netip.Addr) (int, Drop) {
+	if len(pkt) < ipv4MinHeader {
+		return 0, DropTruncated
+	}
+	owner := t.Lookup(ipv4Src(pkt))
+	spoofed := owner == nil || owner.Peer.Addr() != from
+	if spoofed && !t.IsPeer(from) {
+		return 0, DropUnknownPeer
+	}
+	total, drop := checkIPv4(pkt, true)
+	switch {
+	case drop != DropNone:
+		return 0, drop
+	case spoofed:
+		return 0, DropSpoofedSource
+	case !e.inSubnet(ipv4Dst(pkt)):
+		return 0, DropNotLocal
+	case pkt[offTTL] <= 1:
+		return 0, DropTTLExpired
+	}
+	return total, DropNone
+}
