@@ -6,19 +6,19 @@ type Drop uint8
 
 // The drop reasons. DropNone means the packet goes on.
 const (
-	DropNone         Drop = iota
-	DropTruncated         // shorter than an IPv4 header, or cut short by the receive buffer
-	DropNotIPv4           // IP version is not 4 (IPv6 the kernel sends to the TUN lands here too)
-	DropBadHeaderLen      // IHL below 5 words or beyond the bytes read
-	DropBadTotalLen       // total length below the header length or beyond the bytes read
-	DropBadChecksum       // header checksum wrong (checked on packets from the wire)
-	DropTTLExpired        // TTL would reach 0
-	DropNoRoute           // no lease covers the destination; ICMP net unreachable sent back
-	DropUnknownPeer       // outer source of a datagram is no peer of ours
-	DropSpoofedSource     // inner source is not in the subnet of the peer that sent it
-	DropNotLocal          // inner destination of a datagram is not in our subnet
-	DropSendError         // the UDP socket refused the datagram
-	DropTUNWriteError     // the TUN device refused the packet
+	DropNone          Drop = iota
+	DropTruncated          // shorter than an IPv4 header, or cut short by the receive buffer
+	DropNotIPv4            // IP version is not 4 (IPv6 the kernel sends to the TUN lands here too)
+	DropBadHeaderLen       // IHL below 5 words or beyond the bytes read
+	DropBadTotalLen        // total length below the header length or beyond the bytes read
+	DropBadChecksum        // header checksum wrong (checked on packets from the wire)
+	DropTTLExpired         // TTL would reach 0
+	DropNoRoute            // no lease covers the destination; ICMP net unreachable sent back
+	DropUnknownPeer        // outer source of a datagram is no peer of ours
+	DropSpoofedSource      // inner source is not in the subnet of the peer that sent it
+	DropNotLocal           // inner destination of a datagram is not in our subnet
+	DropSendError          // the UDP socket refused the datagram
+	DropTUNWriteError      // the TUN device refused the packet
 	numDrops
 )
 
