@@ -37,7 +37,10 @@ func ListenUDP(laddr netip.AddrPort, batch int) (*UDPConn, error) {
 	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+				return
+			}
+			setBuffers(int(fd))
 		})
 		if err != nil {
 			return err
@@ -64,6 +67,22 @@ func ListenUDP(laddr netip.AddrPort, batch int) (*UDPConn, error) {
 		c.wmsgs[i].Addr = &c.waddrs[i]
 	}
 	return c, nil
+}
+
+// socketBuffer is the send and receive buffer each socket asks for. The
+// default (212 KiB) overflows under a burst of full batches: flanneld's TCP
+// retransmits match its socket drops.
+const socketBuffer = 4 << 20
+
+// setBuffers sizes the socket buffers, past net.core.rmem_max/wmem_max when
+// weftd has CAP_NET_ADMIN, else as far as those limits allow.
+func setBuffers(fd int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBuffer) != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBuffer) != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+	}
 }
 
 // LocalAddr is the address the socket is bound to.

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/weft-dev/weft/encap"
+	"github.com/weft-dev/weft/engine"
+)
+
+// config is weftd's command line, checked. Flags are named as flanneld's
+// where the two overlap.
+type config struct {
+	iface       string
+	publicIP    netip.Addr
+	port        int
+	tunName     string
+	workers     int
+	batch       int
+	offload     string
+	metricsAddr string
+	logLevel    string
+
+	// Static mode: the subnets are given, no etcd.
+	network netip.Prefix
+	subnet  netip.Prefix
+	peers   []engine.Route
+}
+
+// peerFlags collects repeated --peer SUBNET=IP[:PORT] values.
+type peerFlags []string
+
+func (p *peerFlags) String() string     { return strings.Join(*p, ",") }
+func (p *peerFlags) Set(v string) error { *p = append(*p, v); return nil }
+
+// parseFlags reads args, falling back to WEFTD_<FLAG> environment variables
+// (dashes as underscores) for flags not given, and checks the result. Errors
+// name the flag and the value.
+func parseFlags(args []string, getenv func(string) string) (*config, error) {
+	fs := flag.NewFlagSet("weftd", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	var (
+		c                         config
+		publicIP, network, subnet string
+		peers                     peerFlags
+	)
+	fs.StringVar(&c.iface, "iface", "", "underlay interface `NAME or IP` (default: the interface holding --public-ip, else that of the default route)")
+	fs.StringVar(&publicIP, "public-ip", "", "`IP` peers send to (default: the address of --iface)")
+	fs.IntVar(&c.port, "port", encap.DefaultPort, "UDP `port` of the encapsulation (flannel's Backend.Port)")
+	fs.StringVar(&c.tunName, "tun-name", "flannel0", "`name` of the TUN device")
+	fs.IntVar(&c.workers, "workers", runtime.NumCPU(), "forwarding workers, each with its own TUN queue and socket")
+	fs.IntVar(&c.batch, "batch", engine.DefaultBatchSize, "most packets per syscall (1 = one packet per syscall, as flanneld)")
+	fs.StringVar(&c.offload, "offload", "auto", "TUN and UDP segmentation offloads: auto, on or off")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9465", "`address` serving /metrics, /healthz and /readyz (empty: none)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&network, "network", "", "static mode: the overlay `CIDR`, e.g. 100.96.0.0/16")
+	fs.StringVar(&subnet, "subnet", "", "static mode: this host's `CIDR`, e.g. 100.96.1.0/24")
+	fs.Var(&peers, "peer", "static mode: a peer as `SUBNET=IP[:PORT]` (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: weftd [flags]\n\nweftd forwards overlay packets between a TUN device and peer hosts over UDP,\ncompatible with flannel's udp backend. Every flag can also be given as an\nenvironment variable WEFTD_<FLAG>, e.g. WEFTD_PUBLIC_IP.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		key := "WEFTD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := getenv(key)
+		if given[f.Name] || v == "" || envErr != nil {
+			return
+		}
+		if f.Name == "peer" {
+			// A list in one variable: space or comma separated.
+			for _, p := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
+				peers = append(peers, p)
+			}
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = fmt.Errorf("%s=%q: %w", key, v, err)
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := c.check(publicIP, network, subnet, peers); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *config) check(publicIP, network, subnet string, peers []string) error {
+	var err error
+	if publicIP != "" {
+		if c.publicIP, err = netip.ParseAddr(publicIP); err != nil || !c.publicIP.Is4() {
+			return fmt.Errorf("--public-ip %q: not an IPv4 address", publicIP)
+		}
+	}
+	if c.port < 1 || c.port > 65535 {
+		return fmt.Errorf("--port %d: out of range 1-65535", c.port)
+	}
+	if c.tunName == "" || len(c.tunName) > 15 || strings.ContainsAny(c.tunName, "/ \t\n") {
+		return fmt.Errorf("--tun-name %q: not a valid interface name (1-15 characters, no '/' or spaces)", c.tunName)
+	}
+	if c.workers < 1 || c.workers > 256 {
+		return fmt.Errorf("--workers %d: out of range 1-256", c.workers)
+	}
+	if c.batch < 1 || c.batch > 1024 {
+		return fmt.Errorf("--batch %d: out of range 1-1024", c.batch)
+	}
+	switch c.offload {
+	case "auto", "off":
+	case "on":
+		return errors.New("--offload on: TUN and UDP offloads are not in this build yet; use auto or off")
+	default:
+		return fmt.Errorf("--offload %q: must be auto, on or off", c.offload)
+	}
+	if _, err := parseLogLevel(c.logLevel); err != nil {
+		return err
+	}
+	if network == "" {
+		return errors.New("--network: required (static mode needs --network, --subnet and --peer)")
+	}
+	if c.network, err = parsePrefix4("--network", network); err != nil {
+		return err
+	}
+	if subnet == "" {
+		return errors.New("--subnet: required with --network")
+	}
+	if c.subnet, err = parsePrefix4("--subnet", subnet); err != nil {
+		return err
+	}
+	if !within(c.subnet, c.network) {
+		return fmt.Errorf("--subnet %v: not inside --network %v", c.subnet, c.network)
+	}
+	seen := map[netip.Prefix]bool{}
+	for _, p := range peers {
+		r, err := c.parsePeer(p)
+		if err != nil {
+			return err
+		}
+		if seen[r.Subnet] {
+			return fmt.Errorf("--peer %q: subnet %v given twice", p, r.Subnet)
+		}
+		seen[r.Subnet] = true
+		c.peers = append(c.peers, r)
+	}
+	return nil
+}
+
+func (c *config) parsePeer(v string) (engine.Route, error) {
+	sub, addr, ok := strings.Cut(v, "=")
+	if !ok {
+		return engine.Route{}, fmt.Errorf("--peer %q: want SUBNET=IP[:PORT], e.g. 100.96.2.0/24=192.0.2.2", v)
+	}
+	p, err := parsePrefix4("--peer", sub)
+	if err != nil {
+		return engine.Route{}, err
+	}
+	if !within(p, c.network) {
+		return engine.Route{}, fmt.Errorf("--peer %q: subnet %v not inside --network %v", v, p, c.network)
+	}
+	if p.Overlaps(c.subnet) {
+		return engine.Route{}, fmt.Errorf("--peer %q: subnet %v overlaps this host's --subnet %v", v, p, c.subnet)
+	}
+	var ap netip.AddrPort
+	if a, err := netip.ParseAddr(addr); err == nil {
+		ap = netip.AddrPortFrom(a, uint16(c.port))
+	} else if ap, err = netip.ParseAddrPort(addr); err != nil {
+		return engine.Route{}, fmt.Errorf("--peer %q: %q is not an IP or IP:PORT", v, addr)
+	}
+	if !ap.Addr().Is4() || ap.Port() == 0 {
+		return engine.Route{}, fmt.Errorf("--peer %q: %q is not an IPv4 address with a non-zero port", v, addr)
+	}
+	return engine.Route{Subnet: p, Peer: ap}, nil
+}
+
+func parsePrefix4(flagName, v string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(v)
+	if err != nil || !p.Addr().Is4() {
+		return netip.Prefix{}, fmt.Errorf("%s %q: not an IPv4 CIDR", flagName, v)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, fmt.Errorf("%s %q: host bits set (did you mean %v?)", flagName, v, p.Masked())
+	}
+	return p, nil
+}
+
+// within reports whether inner lies entirely inside outer.
+func within(inner, outer netip.Prefix) bool {
+	return inner.Bits() >= outer.Bits() && outer.Contains(inner.Addr())
+}

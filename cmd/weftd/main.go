@@ -1,0 +1,113 @@
+// Command weftd is weft's daemon: it forwards overlay packets between the TUN
+// device and the peer hosts over UDP, compatible with flannel's udp backend.
+// This file only wires the packages together; each decision lives in the
+// package that owns it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/weft-dev/weft/encap"
+	"github.com/weft-dev/weft/engine"
+	"github.com/weft-dev/weft/tun"
+)
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "weftd: %v\n", err)
+		os.Exit(2)
+	}
+	level, _ := parseLogLevel(cfg.logLevel)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("weftd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+	ul, err := findUnderlay(cfg.iface, cfg.publicIP)
+	if err != nil {
+		return err
+	}
+	mtu := ul.mtu - encap.Overhead
+	eng, err := engine.New(engine.Config{Subnet: cfg.subnet, BatchSize: cfg.batch, MaxPacket: mtu})
+	if err != nil {
+		return err
+	}
+	table, err := engine.NewTable(cfg.peers)
+	if err != nil {
+		return err
+	}
+	eng.SetRoutes(table)
+
+	var mon *monitor
+	if cfg.metricsAddr != "" {
+		if mon, err = startMonitor(cfg.metricsAddr, eng, log); err != nil {
+			return err
+		}
+		defer mon.close()
+	}
+
+	link, err := tun.Create(tun.Config{
+		Name:    cfg.tunName,
+		Queues:  cfg.workers,
+		MTU:     mtu,
+		Addr:    cfg.subnet.Addr(),
+		Network: cfg.network,
+		Batch:   cfg.batch,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := link.Close(); err != nil {
+			log.Warn("removing the TUN device", "err", err)
+		}
+	}()
+	queues := make([]engine.Queue, 0, cfg.workers)
+	defer func() {
+		for _, q := range queues {
+			q.Conn.Close()
+		}
+	}()
+	for i := range cfg.workers {
+		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(cfg.port)), cfg.batch)
+		if err != nil {
+			return err
+		}
+		queues = append(queues, engine.Queue{Dev: link.Queues[i], Conn: conn})
+	}
+	log.Info("forwarding",
+		"tun", link.Name(), "mtu", mtu, "subnet", cfg.subnet, "network", cfg.network,
+		"underlay", ul.name, "public_ip", ul.publicIP, "port", cfg.port,
+		"workers", cfg.workers, "batch", cfg.batch, "offload", "off", "peers", table.Len())
+	if mon != nil {
+		mon.setReady(true)
+	}
+	err = eng.Run(ctx, queues)
+	log.Info("shutting down", "tun", link.Name())
+	return err
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
