@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"runtime"
@@ -42,8 +43,12 @@ func (p *peerFlags) Set(v string) error { *p = append(*p, v); return nil }
 // (dashes as underscores) for flags not given, and checks the result. Errors
 // name the flag and the value.
 func parseFlags(args []string, getenv func(string) string) (*config, error) {
+	return parseFlagsTo(args, getenv, os.Stderr)
+}
+
+func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("weftd", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	fs.SetOutput(out)
 	var (
 		c                         config
 		publicIP, network, subnet string

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+// parseFlagsQuiet is parseFlags that prints no usage on error.
+func parseFlagsQuiet(args []string, getenv func(string) string) (*config, error) {
+	return parseFlagsTo(args, getenv, io.Discard)
+}
+
+func TestParseFlags(t *testing.T) {
+	base := []string{"--network", "100.96.0.0/16", "--subnet", "100.96.1.0/24"}
+	cases := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // substring; empty means success
+		check   func(*testing.T, *config)
+	}{
+		{name: "static mode", args: append(base, "--peer", "100.96.2.0/24=192.0.2.2", "--peer", "100.96.3.0/24=192.0.2.3:9000"),
+			check: func(t *testing.T, c *config) {
+				if len(c.peers) != 2 || c.peers[0].Peer.String() != "192.0.2.2:8285" || c.peers[1].Peer.String() != "192.0.2.3:9000" {
+					t.Errorf("peers %v", c.peers)
+				}
+			}},
+		{name: "port sets the peers' default", args: append(base, "--port", "9999", "--peer", "100.96.2.0/24=192.0.2.2"),
+			check: func(t *testing.T, c *config) {
+				if c.peers[0].Peer.Port() != 9999 {
+					t.Errorf("peer port %d", c.peers[0].Peer.Port())
+				}
+			}},
+		{name: "environment", args: nil,
+			env: map[string]string{"WEFTD_NETWORK": "100.96.0.0/16", "WEFTD_SUBNET": "100.96.1.0/24", "WEFTD_PEER": "100.96.2.0/24=192.0.2.2,100.96.3.0/24=192.0.2.3", "WEFTD_PUBLIC_IP": "192.0.2.1", "WEFTD_TUN_NAME": "weft0"},
+			check: func(t *testing.T, c *config) {
+				if len(c.peers) != 2 || c.publicIP.String() != "192.0.2.1" || c.tunName != "weft0" {
+					t.Errorf("config %+v", c)
+				}
+			}},
+		{name: "command line beats environment", args: append(base, "--workers", "3"), env: map[string]string{"WEFTD_WORKERS": "7"},
+			check: func(t *testing.T, c *config) {
+				if c.workers != 3 {
+					t.Errorf("workers %d", c.workers)
+				}
+			}},
+		{name: "bad environment value", args: base, env: map[string]string{"WEFTD_WORKERS": "many"}, wantErr: `WEFTD_WORKERS="many"`},
+		{name: "missing network", args: []string{"--subnet", "100.96.1.0/24"}, wantErr: "--network: required"},
+		{name: "missing subnet", args: []string{"--network", "100.96.0.0/16"}, wantErr: "--subnet: required"},
+		{name: "bad network", args: []string{"--network", "100.96.0.0/33", "--subnet", "100.96.1.0/24"}, wantErr: `--network "100.96.0.0/33"`},
+		{name: "ipv6 network", args: []string{"--network", "fd00::/64", "--subnet", "100.96.1.0/24"}, wantErr: `--network "fd00::/64": not an IPv4 CIDR`},
+		{name: "host bits", args: []string{"--network", "100.96.0.0/16", "--subnet", "100.96.1.1/24"}, wantErr: "did you mean 100.96.1.0/24"},
+		{name: "subnet outside network", args: []string{"--network", "100.96.0.0/16", "--subnet", "100.97.1.0/24"}, wantErr: "not inside --network"},
+		{name: "peer without =", args: append(base, "--peer", "100.96.2.0/24"), wantErr: `--peer "100.96.2.0/24": want SUBNET=IP`},
+		{name: "peer bad address", args: append(base, "--peer", "100.96.2.0/24=host2"), wantErr: `"host2" is not an IP`},
+		{name: "peer ipv6", args: append(base, "--peer", "100.96.2.0/24=2001:db8::1"), wantErr: "not an IPv4 address"},
+		{name: "peer overlaps own subnet", args: append(base, "--peer", "100.96.1.0/25=192.0.2.2"), wantErr: "overlaps this host's --subnet"},
+		{name: "peer outside network", args: append(base, "--peer", "10.0.0.0/24=192.0.2.2"), wantErr: "not inside --network"},
+		{name: "peer twice", args: append(base, "--peer", "100.96.2.0/24=192.0.2.2", "--peer", "100.96.2.0/24=192.0.2.3"), wantErr: "given twice"},
+		{name: "public ip", args: append(base, "--public-ip", "192.0.2"), wantErr: `--public-ip "192.0.2"`},
+		{name: "port zero", args: append(base, "--port", "0"), wantErr: "--port 0"},
+		{name: "port high", args: append(base, "--port", "65536"), wantErr: "--port 65536"},
+		{name: "workers zero", args: append(base, "--workers", "0"), wantErr: "--workers 0"},
+		{name: "batch zero", args: append(base, "--batch", "0"), wantErr: "--batch 0"},
+		{name: "batch one", args: append(base, "--batch", "1"), check: func(t *testing.T, c *config) {
+			if c.batch != 1 {
+				t.Errorf("batch %d", c.batch)
+			}
+		}},
+		{name: "offload bad", args: append(base, "--offload", "maybe"), wantErr: `--offload "maybe"`},
+		{name: "tun name too long", args: append(base, "--tun-name", "abcdefghijklmnop"), wantErr: "--tun-name"},
+		{name: "log level", args: append(base, "--log-level", "loud"), wantErr: `--log-level "loud"`},
+		{name: "unknown flag", args: append(base, "--frobnicate"), wantErr: "frobnicate"},
+		{name: "stray argument", args: append(base, "extra"), wantErr: `unexpected argument "extra"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			getenv := func(k string) string { return c.env[k] }
+			cfg, err := parseFlagsQuiet(c.args, getenv)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.check != nil {
+				c.check(t, cfg)
+			}
+		})
+	}
+}
