@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,23 +15,15 @@ import (
 // them, so the writes happen on a thread moved into ns; this needs no sysctl
 // binary in the namespace.
 func setSysctls(ns string, kv map[string]string) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked and never switched back: the runtime
-		// ends a thread that exits still locked, so no other goroutine can
-		// ever run in the wrong namespace.
-		runtime.LockOSThread()
-		errc <- inNetNS(ns, func() error {
-			for k, v := range kv {
-				p := filepath.Join("/proc/sys", k)
-				if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
-					return fmt.Errorf("netns %s: %w", ns, err)
-				}
+	return onThreadInNS(ns, func() error {
+		for k, v := range kv {
+			p := filepath.Join("/proc/sys", k)
+			if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+				return fmt.Errorf("netns %s: %w", ns, err)
 			}
-			return nil
-		})
-	}()
-	return <-errc
+		}
+		return nil
+	})
 }
 
 // inNetNS runs fn on the current thread, which the caller has locked and
@@ -45,4 +38,42 @@ func inNetNS(ns string, fn func() error) error {
 		return fmt.Errorf("netns %s: setns: %w", ns, err)
 	}
 	return fn()
+}
+
+// listenUDPInNS opens a UDP socket in namespace ns. A socket belongs for
+// life to the namespace it was created in, so once made it can be used from
+// any goroutine; this lets the harness run latency endpoints in-process
+// instead of starting helper processes.
+func listenUDPInNS(ns string, laddr *net.UDPAddr) (*net.UDPConn, error) {
+	var conn *net.UDPConn
+	err := onThreadInNS(ns, func() error {
+		var err error
+		conn, err = net.ListenUDP("udp4", laddr)
+		return err
+	})
+	return conn, err
+}
+
+// dialUDPInNS opens a UDP socket in namespace ns connected to raddr.
+func dialUDPInNS(ns string, raddr *net.UDPAddr) (*net.UDPConn, error) {
+	var conn *net.UDPConn
+	err := onThreadInNS(ns, func() error {
+		var err error
+		conn, err = net.DialUDP("udp4", nil, raddr)
+		return err
+	})
+	return conn, err
+}
+
+// onThreadInNS runs fn on a locked thread moved into namespace ns. The
+// thread is never unlocked nor switched back: the runtime ends a thread whose
+// goroutine exits still locked, so no other goroutine can ever run in the
+// wrong namespace.
+func onThreadInNS(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		errc <- inNetNS(ns, fn)
+	}()
+	return <-errc
 }

@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// WriteMarkdown renders the results as Markdown: the medians with their
+// spread, then each mode's ratio to underlay and to vxlan, then any failures.
+func (r *Results) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Median of %d round(s) (min–max), %gs per workload; modes interleaved round by round.\n\n",
+		r.Settings.Rounds, r.Settings.WorkloadSeconds)
+	header := []string{"mode"}
+	for _, m := range r.Metrics {
+		header = append(header, fmt.Sprintf("%s (%s)", m.Title, m.Unit))
+	}
+	rows := [][]string{}
+	for _, mr := range r.Modes {
+		row := []string{mr.Name}
+		for _, m := range r.Metrics {
+			row = append(row, statCell(mr.Summary, m.Key, true))
+		}
+		rows = append(rows, row)
+	}
+	writeTable(&b, header, rows)
+
+	for _, ref := range []struct{ name, title string }{{"underlay", "underlay"}, {"vxlan", "vxlan"}} {
+		if r.Mode(ref.name) == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "\nRatio to %s (median of per-round ratios; for µs and s/GB lower is better):\n\n", ref.title)
+		header := []string{"mode"}
+		var ms []Metric
+		for _, m := range r.Metrics {
+			if !m.NoRatio {
+				ms = append(ms, m)
+				header = append(header, m.Title)
+			}
+		}
+		rows := [][]string{}
+		for _, mr := range r.Modes {
+			vs := mr.VsUnderlay
+			if ref.name == "vxlan" {
+				vs = mr.VsVXLAN
+			}
+			row := []string{mr.Name}
+			for _, m := range ms {
+				c := statCell(vs, m.Key, false)
+				if c != "–" {
+					c += "×"
+				}
+				row = append(row, c)
+			}
+			rows = append(rows, row)
+		}
+		writeTable(&b, header, rows)
+	}
+	if errs := r.Errors(); len(errs) > 0 {
+		b.WriteString("\nFailures:\n\n")
+		for _, e := range errs {
+			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(e, "\n", " "))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// statCell formats a median, with its spread when asked; "–" when missing.
+func statCell(m map[string]Stat, key string, spread bool) string {
+	s, ok := m[key]
+	if !ok {
+		return "–"
+	}
+	if !spread || s.N < 2 {
+		return FormatNumber(s.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", FormatNumber(s.Median), FormatNumber(s.Min), FormatNumber(s.Max))
+}
+
+// FormatNumber prints v with three significant digits, without exponent
+// for the magnitudes a benchmark table holds.
+func FormatNumber(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return "–"
+	case a == 0:
+		return "0"
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case a >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+}
+
+// writeTable writes a Markdown table with columns padded for reading as
+// plain text too.
+func writeTable(b *strings.Builder, header []string, rows [][]string) {
+	width := make([]int, len(header))
+	for i, h := range header {
+		width[i] = len([]rune(h))
+	}
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	line := func(cells []string) {
+		b.WriteString("|")
+		for i, c := range cells {
+			fmt.Fprintf(b, " %s%s |", c, strings.Repeat(" ", width[i]-len([]rune(c))))
+		}
+		b.WriteString("\n")
+	}
+	line(header)
+	sep := make([]string, len(header))
+	for i := range sep {
+		sep[i] = strings.Repeat("-", width[i])
+	}
+	line(sep)
+	for _, r := range rows {
+		line(r)
+	}
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/weft-dev/weft/bench"
+)
+
+func init() {
+	commands["bench"] = command{summary: "compare encapsulation modes in network namespaces", run: runBench}
+}
+
+// Run lengths. Quick keeps a 5-mode run under 2 minutes on 2 cores; the full
+// run's longer workloads steady TCP past slow start and keep it under 15.
+const (
+	fullRounds   = 3
+	fullWorkload = 8 * time.Second
+	quickRounds  = 2
+	quickWorload = 2 * time.Second
+)
+
+// benchFlags are the options of `weft bench`.
+type benchFlags struct {
+	modes    string
+	rounds   int
+	workload time.Duration
+	quick    bool
+	out      string
+	prefix   string
+	weftd    string
+	flanneld string
+}
+
+func parseBenchFlags(args []string) (*benchFlags, error) {
+	fs := flag.NewFlagSet("weft bench", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	f := &benchFlags{}
+	fs.StringVar(&f.modes, "modes", "", "comma-separated `LIST` of modes (default: every mode that can run here): "+strings.Join(bench.ModeNames(), ", "))
+	fs.IntVar(&f.rounds, "rounds", 0, "`N` rounds, modes interleaved within each (default 3, --quick 2)")
+	fs.DurationVar(&f.workload, "workload", 0, "length of each workload (default 8s, --quick 2s)")
+	fs.BoolVar(&f.quick, "quick", false, "short run (under 2 minutes) for a first look; numbers are rougher")
+	fs.StringVar(&f.out, "out", "bench-out", "`DIR` for results.json and the throughput plot (svg, png)")
+	fs.StringVar(&f.prefix, "prefix", fmt.Sprintf("wb%d", os.Getpid()), "network namespace name `PREFIX`, unique per run")
+	fs.StringVar(&f.weftd, "weftd", defaultWeftd(), "`PATH` of the weftd binary")
+	fs.StringVar(&f.flanneld, "flanneld", "", "`PATH` of a flanneld binary; adds the flannel mode")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "Usage: weft bench [OPTIONS]\n\n"+
+			"Builds two hosts and two pods in network namespaces, measures TCP throughput,\n"+
+			"64-byte UDP packet rate, request/response latency and CPU per GB for each mode,\n"+
+			"round by round, and removes everything it made. Needs root and iperf3.\n\nModes:\n")
+		for _, m := range bench.Modes {
+			fmt.Fprintf(os.Stderr, "  %-13s %s\n", m.Name, m.About)
+		}
+		fmt.Fprintf(os.Stderr, "\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return nil, fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	if f.rounds == 0 {
+		f.rounds = fullRounds
+		if f.quick {
+			f.rounds = quickRounds
+		}
+	}
+	if f.workload == 0 {
+		f.workload = fullWorkload
+		if f.quick {
+			f.workload = quickWorload
+		}
+	}
+	return f, nil
+}
+
+// defaultWeftd is weftd beside the weft binary (both land in bin/).
+func defaultWeftd() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "weftd"
+	}
+	return filepath.Join(filepath.Dir(exe), "weftd")
+}
+
+func (f *benchFlags) modeList() []string {
+	if f.modes == "" {
+		return nil
+	}
+	var out []string
+	for _, m := range strings.Split(f.modes, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func runBench(_ globals, args []string) error {
+	f, err := parseBenchFlags(args)
+	if err != nil {
+		return err
+	}
+	if err := bench.CheckRoot(); err != nil {
+		return err
+	}
+	if err := bench.CheckTools(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		return err
+	}
+	scratch, err := os.MkdirTemp("", "weft-bench-")
+	if err != nil {
+		return err
+	}
+	// Ctrl-C cancels the run; Run then stops its daemons and removes its
+	// namespaces before returning.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	res, err := bench.Run(ctx, bench.Options{
+		Modes:    f.modeList(),
+		Rounds:   f.rounds,
+		Workload: f.workload,
+		Quick:    f.quick,
+		Prefix:   f.prefix,
+		Dir:      scratch,
+		Weftd:    f.weftd,
+		Flanneld: f.flanneld,
+		Progress: os.Stderr,
+	})
+	if err != nil {
+		return fmt.Errorf("%w (daemon logs kept in %s)", err, scratch)
+	}
+	if err := res.WriteMarkdown(os.Stdout); err != nil {
+		return err
+	}
+	files := []string{filepath.Join(f.out, "results.json")}
+	if err := res.WriteJSON(files[0]); err != nil {
+		return err
+	}
+	plots, err := res.PlotThroughput(f.out, "throughput")
+	if err != nil {
+		return err
+	}
+	files = append(files, plots...)
+	fmt.Fprintf(os.Stderr, "bench: wrote %s in %.0fs\n", strings.Join(files, ", "), res.Seconds)
+	if errs := res.Errors(); len(errs) > 0 {
+		return fmt.Errorf("%d failure(s), see the table's end (daemon logs kept in %s)", len(errs), scratch)
+	}
+	return errors.Join(os.RemoveAll(scratch))
+}
