@@ -1,0 +1,71 @@
+package lease
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// SubnetKey is the name flannel gives a subnet's key under <prefix>/subnets/:
+// 100.96.1.0/24 is "100.96.1.0-24".
+func SubnetKey(subnet netip.Prefix) string {
+	return subnet.Addr().String() + "-" + strconv.Itoa(subnet.Bits())
+}
+
+// ParseSubnetKey parses the last element of a key under <prefix>/subnets/, as
+// SubnetKey writes it: a masked IPv4 network, "-", the prefix length (1..32),
+// nothing else. It is stricter than flannel's regular expression on purpose:
+// a name it accepts round-trips through SubnetKey, so two spellings can never
+// name one subnet. flannel's dual-stack names ("...-24&fc00::-64") are refused:
+// the udp backend never writes them.
+func ParseSubnetKey(name string) (netip.Prefix, error) {
+	addr, bits, ok := strings.Cut(name, "-")
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("subnet key %q: no '-' between address and length", name)
+	}
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is4() {
+		return netip.Prefix{}, fmt.Errorf("subnet key %q: %q is not an IPv4 address", name, addr)
+	}
+	n, err := strconv.Atoi(bits)
+	if err != nil || n < 1 || n > 32 || strconv.Itoa(n) != bits {
+		return netip.Prefix{}, fmt.Errorf("subnet key %q: %q is not a prefix length 1..32", name, bits)
+	}
+	p := netip.PrefixFrom(a, n)
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("subnet key %q: host bits set (network is %s)", name, p.Masked())
+	}
+	return p, nil
+}
+
+// parseLeaseValue reads the JSON flannel keeps under a subnet key (its
+// LeaseAttrs). Both weft's {"PublicIP":"192.0.2.1","PublicIPv6":null,
+// "BackendType":"udp"} and flanneld's udp {"PublicIP":"192.0.2.1","PublicIPv6":null}
+// are accepted; other fields (BackendData, PublicIPv6, ...) are ignored, and so
+// is BackendType, as flanneld's udp backend ignores it. PublicIP must be IPv4.
+func parseLeaseValue(data []byte) (netip.Addr, error) {
+	var v struct {
+		PublicIP    *string
+		BackendType string
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return netip.Addr{}, fmt.Errorf("lease value: %w", err)
+	}
+	if v.PublicIP == nil {
+		return netip.Addr{}, errors.New("lease value: no PublicIP")
+	}
+	ip, err := netip.ParseAddr(*v.PublicIP)
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, fmt.Errorf("lease value: PublicIP %q is not an IPv4 address", *v.PublicIP)
+	}
+	return ip, nil
+}
+
+// leaseValue is what weft writes under its subnet key: flanneld's udp value
+// (which flannel reads back) plus BackendType, as flannel's other backends write it.
+func leaseValue(publicIP netip.Addr) string {
+	return `{"PublicIP":"` + publicIP.String() + `","PublicIPv6":null,"BackendType":"udp"}`
+}
