@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 )
 
 // weftTunMTU is what flannel's udp backend leaves for a pod's packet on a
@@ -22,8 +24,12 @@ func weftdMode(name, about string, extra ...string) Mode {
 		Available: func(env *Env) error { return executable(env.Weftd, "--weftd") },
 		Setup: func(ctx context.Context, env *Env, dp *Dataplane) error {
 			podEndpoints(env.Topo, dp)
+			known, err := weftdFlags(ctx, env.Weftd)
+			if err != nil {
+				return err
+			}
 			for _, h := range env.Topo.Hosts {
-				args := append([]string{env.Weftd}, weftdArgs(env, h)...)
+				args := append([]string{env.Weftd}, weftdArgs(env, h, known)...)
 				args = append(args, extra...)
 				d, err := startDaemon(ctx, env.Topo, h.NS, env.Dir, name+"-"+h.Name, args...)
 				if err != nil {
@@ -37,9 +43,11 @@ func weftdMode(name, about string, extra ...string) Mode {
 }
 
 // weftdArgs is the static-mode command line of DESIGN.md for host h: its own
-// subnet, every other host as a peer, and files kept in the run's directory
-// so that nothing lands in /run of the machine.
-func weftdArgs(env *Env, h Host) []string {
+// subnet and every other host as a peer. The files a weftd makes are kept
+// in the run's directory, so that two weftds never share one and nothing
+// lands in the machine's /run; a weftd too old to have such a flag makes no
+// such file, so the flag is passed only when known lists it.
+func weftdArgs(env *Env, h Host, known map[string]bool) []string {
 	t := env.Topo
 	args := []string{
 		"--network", t.Network.String(),
@@ -47,8 +55,14 @@ func weftdArgs(env *Env, h Host) []string {
 		"--public-ip", h.UnderlayIP.String(),
 		"--tun-name", "flannel0",
 		"--metrics-addr", "127.0.0.1:0",
-		"--control-socket", filepath.Join(env.Dir, h.Name+".sock"),
-		"--subnet-file", filepath.Join(env.Dir, h.Name+"-subnet.env"),
+	}
+	for _, f := range []struct{ flag, file string }{
+		{"control-socket", h.Name + ".sock"},
+		{"subnet-file", h.Name + "-subnet.env"},
+	} {
+		if known[f.flag] {
+			args = append(args, "--"+f.flag, filepath.Join(env.Dir, f.file))
+		}
 	}
 	for _, p := range t.Hosts {
 		if p.Name != h.Name {
@@ -57,6 +71,24 @@ func weftdArgs(env *Env, h Host) []string {
 	}
 	return args
 }
+
+// weftdFlags lists the flags weftd's --help names.
+func weftdFlags(ctx context.Context, weftd string) (map[string]bool, error) {
+	// --help exits 0 or 2 depending on the flag package's mood; the text
+	// is what counts.
+	out, _ := exec.CommandContext(ctx, weftd, "--help").CombinedOutput()
+	known := map[string]bool{}
+	for _, m := range helpFlagRE.FindAllSubmatch(out, -1) {
+		known[string(m[1])] = true
+	}
+	if !known["network"] || !known["peer"] {
+		return nil, fmt.Errorf("%s --help lists no --network/--peer: not a weftd with static mode?\n%s", weftd, trimOutput(out))
+	}
+	return known, nil
+}
+
+// helpFlagRE matches a flag at the start of a line of Go flag usage.
+var helpFlagRE = regexp.MustCompile(`(?m)^\s+--?([a-z][a-z0-9-]*)`)
 
 // executable checks that path names a program the harness can start; flag
 // names the option that sets it, for the error message.

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"path/filepath"
 
 	"gonum.org/v1/plot"
@@ -84,6 +85,7 @@ func (r *Results) PlotThroughput(dir, base string) ([]string, error) {
 	// Room at the sides for the outer bars, and above for the legend.
 	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
 	p.Y.Max = top * 1.25
+	p.Y.Tick.Marker = plot.TickerFunc(linearTicks)
 
 	var files []string
 	for _, ext := range []string{".svg", ".png"} {
@@ -94,4 +96,25 @@ func (r *Results) PlotThroughput(dir, base string) ([]string, error) {
 		files = append(files, f)
 	}
 	return files, nil
+}
+
+// linearTicks labels about five round values (1, 2 or 5 times a power of
+// ten apart); gonum's default labels only two or three on a short axis.
+func linearTicks(lo, hi float64) []plot.Tick {
+	if hi <= lo {
+		return nil
+	}
+	raw := (hi - lo) / 5
+	step := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*step >= raw {
+			step *= m
+			break
+		}
+	}
+	var ticks []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: FormatNumber(v)})
+	}
+	return ticks
 }

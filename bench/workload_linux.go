@@ -111,4 +111,5 @@ func (w *workRun) finishCPU() {
 		w.values[MDaemonCPU] = cpuCost(w.cpuTicks, w.cpuBytes)
 	}
 	w.values[MSoftirq] = cpuCost(w.softirqTicks, w.cpuBytes)
+	w.values[MCPU] = cpuCost(w.cpuTicks+w.softirqTicks, w.cpuBytes)
 }

@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var plotOut = flag.String("plot-out", "", "`DIR` to keep the test plot in, for looking at it")
+
+// fixture is three modes over three rounds; weft lost its tcp4 figure in
+// round 2 and recorded why.
+func fixture() *Results {
+	r := &Results{
+		Settings: Settings{Rounds: 3, WorkloadSeconds: 2, Modes: []string{"underlay", "vxlan", "weft"}},
+		Metrics:  Metrics,
+	}
+	mk := func(name string, rounds ...map[string]float64) ModeResult {
+		m := ModeResult{Name: name}
+		for i, v := range rounds {
+			m.Rounds = append(m.Rounds, RoundResult{Round: i + 1, Values: v})
+		}
+		return m
+	}
+	r.Modes = []ModeResult{
+		mk("underlay",
+			map[string]float64{MTCP1: 10, MTCP4: 20, MUDPPPS: 200, MUDPLoss: 0, MRRP50: 20, MRRP99: 60, MSoftirq: 0.2, MCPU: 0.2},
+			map[string]float64{MTCP1: 12, MTCP4: 22, MUDPPPS: 220, MUDPLoss: 1, MRRP50: 18, MRRP99: 50, MSoftirq: 0.3, MCPU: 0.3},
+			map[string]float64{MTCP1: 8, MTCP4: 18, MUDPPPS: 180, MUDPLoss: 0.5, MRRP50: 22, MRRP99: 70, MSoftirq: 0.25, MCPU: 0.25}),
+		mk("vxlan",
+			map[string]float64{MTCP1: 5, MTCP4: 10, MUDPPPS: 100, MUDPLoss: 2, MRRP50: 25, MRRP99: 80, MSoftirq: 0.4, MCPU: 0.4},
+			map[string]float64{MTCP1: 6, MTCP4: 11, MUDPPPS: 110, MUDPLoss: 3, MRRP50: 24, MRRP99: 75, MSoftirq: 0.5, MCPU: 0.5},
+			map[string]float64{MTCP1: 4, MTCP4: 9, MUDPPPS: 90, MUDPLoss: 4, MRRP50: 26, MRRP99: 85, MSoftirq: 0.45, MCPU: 0.45}),
+		mk("weft",
+			map[string]float64{MTCP1: 5, MTCP4: 15, MUDPPPS: 150, MUDPLoss: 5, MRRP50: 40, MRRP99: 100, MDaemonCPU: 1, MSoftirq: 0.5, MCPU: 1.5},
+			map[string]float64{MTCP1: 6, MUDPPPS: 160, MUDPLoss: 6, MRRP50: 42, MRRP99: 110, MDaemonCPU: 1.2, MSoftirq: 0.6, MCPU: 1.8},
+			map[string]float64{MTCP1: 2, MTCP4: 12, MUDPPPS: 140, MUDPLoss: 7, MRRP50: 44, MRRP99: 120, MDaemonCPU: 1.1, MSoftirq: 0.55, MCPU: 1.65}),
+	}
+	r.Modes[2].Rounds[1].Errors = []string{"tcp-4: iperf3: the server is busy"}
+	r.Summarize()
+	return r
+}
+
+func TestSummarizeResults(t *testing.T) {
+	r := fixture()
+	weft := r.Mode("weft")
+	tests := []struct {
+		name string
+		got  map[string]Stat
+		key  string
+		want Stat
+		ok   bool
+	}{
+		{"median of 3", r.Mode("underlay").Summary, MTCP1, Stat{10, 8, 12, 3}, true},
+		{"missing round skipped", weft.Summary, MTCP4, Stat{13.5, 12, 15, 2}, true},
+		{"daemon only", r.Mode("vxlan").Summary, MDaemonCPU, Stat{}, false},
+		// Per-round ratios: 5/10, 6/12, 2/8.
+		{"vs underlay by round", weft.VsUnderlay, MTCP1, Stat{0.5, 0.25, 0.5, 3}, true},
+		// 15/10 and 12/9 (round 2 has no weft tcp4).
+		{"vs vxlan, two rounds", weft.VsVXLAN, MTCP4, Stat{(1.5 + 12.0/9) / 2, 12.0 / 9, 1.5, 2}, true},
+		{"no ratio for loss", weft.VsUnderlay, MUDPLoss, Stat{}, false},
+		{"no ratio for daemon CPU", weft.VsVXLAN, MDaemonCPU, Stat{}, false},
+		{"reference to itself", r.Mode("vxlan").VsVXLAN, MRRP99, Stat{1, 1, 1, 3}, true},
+	}
+	for _, tt := range tests {
+		got, ok := tt.got[tt.key]
+		if ok != tt.ok || !statNear(got, tt.want) {
+			t.Errorf("%s: %s = %+v, %v; want %+v, %v", tt.name, tt.key, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func statNear(a, b Stat) bool {
+	near := func(x, y float64) bool { return math.Abs(x-y) < 1e-9 }
+	return near(a.Median, b.Median) && near(a.Min, b.Min) && near(a.Max, b.Max) && a.N == b.N
+}
+
+func TestWriteMarkdown(t *testing.T) {
+	var b bytes.Buffer
+	if err := fixture().WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"Median of 3 round(s)",
+		"| mode     | TCP 1 stream (Gbit/s) |",
+		"| underlay | 10.0 (8.00–12.0)      |",
+		"| weft     | 5.00 (2.00–6.00)      | 13.5 (12.0–15.0)       |",
+		"Ratio to underlay",
+		"Ratio to vxlan",
+		"| weft     | 0.5×         |",
+		"- weft round 2: tcp-4: iperf3: the server is busy",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	// Every row of a table has as many cells as its header.
+	cells := 0
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, "| mode"):
+			cells = strings.Count(line, "|")
+		case strings.HasPrefix(line, "|") && strings.Count(line, "|") != cells:
+			t.Errorf("ragged row: %q", line)
+		}
+	}
+}
+
+func TestFormatNumber(t *testing.T) {
+	tests := []struct {
+		in   float64
+		want string
+	}{
+		{0, "0"}, {1234.5, "1234"}, {99.94, "99.9"}, {9.414, "9.41"}, {0.01234, "0.0123"},
+		{-2.5, "-2.50"}, {math.NaN(), "–"}, {math.Inf(1), "–"},
+	}
+	for _, tt := range tests {
+		if got := FormatNumber(tt.in); got != tt.want {
+			t.Errorf("FormatNumber(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestWriteJSON(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "results.json")
+	if err := fixture().WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Mode("weft").Summary[MTCP4].Median; got != 13.5 {
+		t.Errorf("weft tcp4 median after round trip: %v", got)
+	}
+	if len(back.Metrics) != len(Metrics) || back.Settings.Rounds != 3 {
+		t.Errorf("metrics or settings lost: %+v", back.Settings)
+	}
+}
+
+func TestPlotThroughput(t *testing.T) {
+	dir := t.TempDir()
+	if *plotOut != "" {
+		dir = *plotOut
+	}
+	files, err := fixture().PlotThroughput(dir, "throughput")
+	if err != nil {
+		t.Fatal(err)
+	}
+	magic := map[string]string{".svg": "<?xml", ".png": "\x89PNG"}
+	if len(files) != 2 {
+		t.Fatalf("files %v", files)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := magic[filepath.Ext(f)]; !bytes.HasPrefix(data, []byte(m)) || len(data) < 1000 {
+			t.Errorf("%s: %d bytes, does not start with %q", f, len(data), m)
+		}
+	}
+	if _, err := (&Results{}).PlotThroughput(dir, "empty"); err == nil {
+		t.Error("plot of no modes: no error")
+	}
+}
