@@ -2,37 +2,72 @@ package encap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
+// Options says how a UDPConn moves datagrams.
+type Options struct {
+	// Batch is the most datagrams per recvmmsg or sendmmsg.
+	Batch int
+	// GSO asks for UDP segmentation offload on send (UDP_SEGMENT, Linux
+	// 4.18): consecutive datagrams to one peer go down as one super-datagram
+	// that the kernel or the NIC cuts. It is turned off for good, and
+	// Offloads says so, if the kernel or the device refuses it.
+	GSO bool
+	// GRO asks for UDP receive offload (UDP_GRO, Linux 5.0): the kernel hands
+	// over runs of datagrams of one flow in one buffer.
+	GRO bool
+}
+
+// The kernel's limits on one UDP_SEGMENT send.
+const (
+	maxGSOSegments = 64    // UDP_MAX_SEGMENTS
+	maxGSOBytes    = 65507 // IP total length 65535 minus IPv4 and UDP headers
+	groBufferSize  = 65535
+)
+
 // UDPConn is a UDP socket read with recvmmsg and written with sendmmsg
-// (golang.org/x/net/ipv4's ReadBatch and WriteBatch). It is bound with
-// SO_REUSEPORT so that each worker can have a socket of its own on the same
-// port and the kernel spreads incoming flows across them.
+// (golang.org/x/net/ipv4's ReadBatch and WriteBatch), with UDP_SEGMENT and
+// UDP_GRO where the kernel has them. It is bound with SO_REUSEPORT so that
+// each worker can have a socket of its own on the same port and the kernel
+// spreads incoming flows across them.
 //
 // A UDPConn is used by one reader and one writer goroutine at a time.
 type UDPConn struct {
 	conn *net.UDPConn
 	pc   *ipv4.PacketConn
 
-	rmsgs []ipv4.Message
-	wmsgs []ipv4.Message
-	// waddrs back wmsgs[i].Addr, so that setting a destination allocates nothing.
-	waddrs []net.UDPAddr
-	wips   [][4]byte
+	gso        atomic.Bool
+	gro        bool
+	gsoRefused atomic.Uint64 // sends that fell back after the kernel refused UDP_SEGMENT
+
+	// Writing: wmsgs[k] carries one group of datagrams; groupLen[k] how many.
+	wmsgs    []ipv4.Message
+	waddrs   []net.UDPAddr
+	wips     [][4]byte
+	woob     [][]byte
+	groupLen []int
+
+	// Reading: with GRO, datagrams land in big buffers of rmsgs and are
+	// handed out segment by segment; pending is what is not handed out yet.
+	rmsgs   []ipv4.Message
+	pending []ipv4.Message
+	pendOff int
 }
 
-// ListenUDP opens a socket bound to laddr (an unspecified address binds all)
-// for batches of up to batch datagrams.
-func ListenUDP(laddr netip.AddrPort, batch int) (*UDPConn, error) {
-	if batch < 1 {
-		return nil, fmt.Errorf("listen %v: batch size %d below 1", laddr, batch)
+// ListenUDP opens a socket bound to laddr (an unspecified address binds all).
+func ListenUDP(laddr netip.AddrPort, opts Options) (*UDPConn, error) {
+	if opts.Batch < 1 {
+		return nil, fmt.Errorf("listen %v: batch size %d below 1", laddr, opts.Batch)
 	}
 	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
@@ -52,19 +87,47 @@ func ListenUDP(laddr netip.AddrPort, batch int) (*UDPConn, error) {
 		return nil, fmt.Errorf("listen %v: %w", laddr, err)
 	}
 	conn := pconn.(*net.UDPConn)
-	c := &UDPConn{
-		conn:   conn,
-		pc:     ipv4.NewPacketConn(conn),
-		rmsgs:  make([]ipv4.Message, batch),
-		wmsgs:  make([]ipv4.Message, batch),
-		waddrs: make([]net.UDPAddr, batch),
-		wips:   make([][4]byte, batch),
+	c := &UDPConn{conn: conn, pc: ipv4.NewPacketConn(conn)}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("listen %v: %w", laddr, err)
 	}
+	raw.Control(func(fd uintptr) {
+		if opts.GSO {
+			// Reading UDP_SEGMENT back works from the kernel that has it on.
+			_, gerr := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+			c.gso.Store(gerr == nil)
+		}
+		if opts.GRO {
+			c.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+		}
+	})
+
+	batch := opts.Batch
+	c.wmsgs = make([]ipv4.Message, batch)
+	c.waddrs = make([]net.UDPAddr, batch)
+	c.wips = make([][4]byte, batch)
+	c.woob = make([][]byte, batch)
+	c.groupLen = make([]int, batch)
 	for i := range batch {
-		c.rmsgs[i].Buffers = make([][]byte, 1)
-		c.wmsgs[i].Buffers = make([][]byte, 1)
+		c.wmsgs[i].Buffers = make([][]byte, 0, maxGSOSegments)
 		c.waddrs[i].IP = c.wips[i][:]
 		c.wmsgs[i].Addr = &c.waddrs[i]
+		c.woob[i] = make([]byte, unix.CmsgSpace(2))
+	}
+	nr := batch
+	if c.gro {
+		// Each buffer can hold up to 64 datagrams: fewer of them suffice.
+		nr = max(1, batch/4)
+	}
+	c.rmsgs = make([]ipv4.Message, nr)
+	for i := range c.rmsgs {
+		c.rmsgs[i].Buffers = make([][]byte, 1)
+		if c.gro {
+			c.rmsgs[i].Buffers[0] = make([]byte, groBufferSize)
+			c.rmsgs[i].OOB = make([]byte, unix.CmsgSpace(2)+unix.CmsgSpace(4))
+		}
 	}
 	return c, nil
 }
@@ -90,8 +153,31 @@ func (c *UDPConn) LocalAddr() netip.AddrPort {
 	return c.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// ReadBatch implements Conn. It reads at most the batch size given to ListenUDP.
+// Offloads reports whether UDP_SEGMENT and UDP_GRO are in use.
+func (c *UDPConn) Offloads() (gso, gro bool) { return c.gso.Load(), c.gro }
+
+// GSORefused counts sends that fell back to one datagram per message after
+// the kernel or the device refused UDP_SEGMENT.
+func (c *UDPConn) GSORefused() uint64 { return c.gsoRefused.Load() }
+
+// ReadBatch implements Conn.
 func (c *UDPConn) ReadBatch(msgs []Message) (int, error) {
+	if !c.gro {
+		return c.readPlain(msgs)
+	}
+	if n := c.drain(msgs); n > 0 {
+		return n, nil
+	}
+	k, err := c.pc.ReadBatch(c.rmsgs, 0)
+	if err != nil {
+		return 0, err
+	}
+	c.pending, c.pendOff = c.rmsgs[:k], 0
+	return c.drain(msgs), nil
+}
+
+// readPlain receives straight into the caller's buffers.
+func (c *UDPConn) readPlain(msgs []Message) (int, error) {
 	rm := c.rmsgs[:min(len(msgs), len(c.rmsgs))]
 	for i := range rm {
 		rm[i].Buffers[0] = msgs[i].Buf
@@ -102,36 +188,143 @@ func (c *UDPConn) ReadBatch(msgs []Message) (int, error) {
 		m := &msgs[i]
 		m.N = rm[i].N
 		m.Truncated = rm[i].Flags&unix.MSG_TRUNC != 0
-		m.Addr = netip.AddrPort{}
-		if ua, ok := rm[i].Addr.(*net.UDPAddr); ok {
-			ap := ua.AddrPort()
-			m.Addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		}
+		m.Addr = addrPort(rm[i].Addr)
 	}
 	return n, err
 }
 
-// WriteBatch implements Conn.
+// drain hands out pending GRO segments, one datagram each, copying each
+// into the caller's buffer.
+func (c *UDPConn) drain(msgs []Message) int {
+	n := 0
+	for len(c.pending) > 0 && n < len(msgs) {
+		rm := &c.pending[0]
+		data := rm.Buffers[0][:rm.N]
+		seg := groSegmentSize(rm.OOB[:rm.NN])
+		if seg <= 0 || seg > len(data) {
+			seg = len(data)
+		}
+		from := addrPort(rm.Addr)
+		for c.pendOff < len(data) && n < len(msgs) {
+			end := min(c.pendOff+seg, len(data))
+			m := &msgs[n]
+			m.N = copy(m.Buf, data[c.pendOff:end])
+			m.Truncated = m.N < end-c.pendOff || rm.Flags&unix.MSG_TRUNC != 0
+			m.Addr = from
+			c.pendOff = end
+			n++
+		}
+		if c.pendOff >= len(data) {
+			c.pending, c.pendOff = c.pending[1:], 0
+		}
+	}
+	return n
+}
+
+// groSegmentSize finds the UDP_GRO control message: the size of every
+// coalesced datagram but the last. 0 means the buffer is one datagram.
+func groSegmentSize(oob []byte) int {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
+			return 0
+		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && len(data) >= 2 {
+			return int(*(*uint16)(unsafe.Pointer(&data[0])))
+		}
+		oob = rest
+	}
+	return 0
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := ua.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// WriteBatch implements Conn. With GSO, each run of datagrams to one peer
+// whose sizes are equal (the last may be shorter) goes as one message: its
+// iovecs are the datagrams' own buffers, so nothing is copied.
 func (c *UDPConn) WriteBatch(msgs []Message) (int, error) {
 	sent := 0
 	for sent < len(msgs) {
-		chunk := msgs[sent:min(len(msgs), sent+len(c.wmsgs))]
-		wm := c.wmsgs[:len(chunk)]
-		for i := range chunk {
-			wm[i].Buffers[0] = chunk[i].Buf
-			c.wips[i] = chunk[i].Addr.Addr().As4()
-			c.waddrs[i].Port = int(chunk[i].Addr.Port())
+		gso := c.gso.Load()
+		k, i := 0, sent
+		for i < len(msgs) && k < len(c.wmsgs) {
+			j := i + 1
+			if gso {
+				j = groupEnd(msgs, i)
+			}
+			c.pack(k, msgs[i:j])
+			i = j
+			k++
 		}
-		n, err := c.pc.WriteBatch(wm, 0)
-		sent += n
+		n, err := c.pc.WriteBatch(c.wmsgs[:k], 0)
+		for g := range n {
+			sent += c.groupLen[g]
+		}
 		if err != nil {
+			if gso && errors.Is(err, unix.EIO) {
+				// udp_send_skb returns EIO when the device cannot
+				// checksum a segmented send: fall back for good.
+				c.gso.Store(false)
+				c.gsoRefused.Add(1)
+				continue
+			}
 			return sent, err
 		}
 		if n == 0 {
-			return sent, fmt.Errorf("sendmmsg sent nothing")
+			return sent, errors.New("sendmmsg sent nothing")
 		}
 	}
 	return sent, nil
+}
+
+// groupEnd returns the end of the run of datagrams starting at i that can go
+// as one UDP_SEGMENT send.
+func groupEnd(msgs []Message, i int) int {
+	size := len(msgs[i].Buf)
+	total := size
+	j := i + 1
+	for j < len(msgs) && j-i < maxGSOSegments {
+		m := &msgs[j]
+		if m.Addr != msgs[i].Addr || len(m.Buf) > size || total+len(m.Buf) > maxGSOBytes {
+			break
+		}
+		total += len(m.Buf)
+		j++
+		if len(m.Buf) < size {
+			break // only the last segment may be shorter
+		}
+	}
+	return j
+}
+
+// pack makes wmsgs[k] the send of group, with a UDP_SEGMENT control message
+// when it holds more than one datagram.
+func (c *UDPConn) pack(k int, group []Message) {
+	wm := &c.wmsgs[k]
+	wm.Buffers = wm.Buffers[:0]
+	for _, m := range group {
+		wm.Buffers = append(wm.Buffers, m.Buf)
+	}
+	c.wips[k] = group[0].Addr.Addr().As4()
+	c.waddrs[k].Port = int(group[0].Addr.Port())
+	c.groupLen[k] = len(group)
+	wm.OOB = nil
+	if len(group) > 1 {
+		oob := c.woob[k]
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		h.Level = unix.SOL_UDP
+		h.Type = unix.UDP_SEGMENT
+		h.SetLen(unix.CmsgLen(2))
+		*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(len(group[0].Buf))
+		wm.OOB = oob
+	}
 }
 
 // Close implements Conn.

@@ -26,6 +26,10 @@ type Config struct {
 	BatchSize int
 	// MaxPacket is the largest packet the TUN hands over or a peer may send.
 	MaxPacket int
+	// InboundBuffer is the size of each receive buffer, at least MaxPacket
+	// (0 means MaxPacket). A device that coalesces on write grows a packet
+	// within its buffer, so it wants room for a super-packet (65535).
+	InboundBuffer int
 }
 
 // DefaultBatchSize is the most packets handled per read and write: enough
@@ -60,6 +64,12 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxPacket < ipv4MinHeader || cfg.MaxPacket > 65535 {
 		return nil, fmt.Errorf("engine: max packet %d out of range %d-65535", cfg.MaxPacket, ipv4MinHeader)
+	}
+	if cfg.InboundBuffer == 0 {
+		cfg.InboundBuffer = cfg.MaxPacket
+	}
+	if cfg.InboundBuffer < cfg.MaxPacket || cfg.InboundBuffer > 65535 {
+		return nil, fmt.Errorf("engine: inbound buffer %d out of range %d-65535", cfg.InboundBuffer, cfg.MaxPacket)
 	}
 	cfg.Subnet = cfg.Subnet.Masked()
 	a := cfg.Subnet.Addr().As4()

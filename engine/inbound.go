@@ -30,7 +30,7 @@ func (e *Engine) newInbound(q Queue) *inbound {
 		dev:   q.Dev,
 		conn:  q.Conn,
 		stats: e.newCounters(),
-		bufs:  newBuffers(batch, e.cfg.MaxPacket),
+		bufs:  newBuffers(batch, e.cfg.InboundBuffer),
 		msgs:  make([]encap.Message, batch),
 		out:   make([][]byte, 0, batch),
 	}
@@ -49,6 +49,7 @@ func (in *inbound) step() error {
 	}
 	table := in.e.routes.Load()
 	out := in.out[:0]
+	var bytes uint64
 	for i := range n {
 		m := &in.msgs[i]
 		pkt := m.Buf[:m.N]
@@ -62,23 +63,22 @@ func (in *inbound) step() error {
 		}
 		decrementTTL(pkt)
 		out = append(out, in.bufs[i][:tun.Headroom+total])
+		bytes += uint64(total)
 	}
-	for len(out) > 0 {
-		written, err := in.dev.Write(out, tun.Headroom)
-		var bytes uint64
-		for _, b := range out[:written] {
-			bytes += uint64(len(b) - tun.Headroom)
-		}
-		in.stats.packets.Add(uint64(written))
-		in.stats.bytes.Add(bytes)
-		if err == nil {
-			break
-		}
-		// The kernel refused one packet: count it, never log per packet,
-		// and write the rest.
-		in.stats.drops[DropTUNWriteError].Add(1)
-		out = out[written+1:]
+	if len(out) == 0 {
+		return nil
 	}
+	written, err := in.dev.Write(out, tun.Headroom)
+	if err != nil {
+		// Some packets were refused; the device says how many it knows
+		// written. Count the rest, never log per packet.
+		in.stats.drops[DropTUNWriteError].Add(uint64(len(out) - written))
+		// Which ones failed is unknown: count bytes as if the
+		// written ones were of average size.
+		bytes = bytes * uint64(written) / uint64(len(out))
+	}
+	in.stats.packets.Add(uint64(written))
+	in.stats.bytes.Add(bytes)
 	return nil
 }
 

@@ -20,7 +20,10 @@ type Config struct {
 	MTU     int          // the underlay's MTU minus the encapsulation overhead
 	Addr    netip.Addr   // the host subnet's network address, put on the device as a /32
 	Network netip.Prefix // the whole overlay, routed into the device
-	Batch   int          // most packets per Read
+	Batch   int          // most packets per Read on a plain device
+	// Offload opens the queues with a virtio-net header and TCP/UDP
+	// segmentation offloads. Create fails if the kernel refuses.
+	Offload bool
 }
 
 // Link is a configured TUN device and its queues.
@@ -49,6 +52,14 @@ func Create(cfg Config) (l *Link, err error) {
 		}
 	}()
 	for range cfg.Queues {
+		if cfg.Offload {
+			q, err := openOffloadQueue(cfg.Name)
+			if err != nil {
+				return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
+			}
+			l.Queues = append(l.Queues, q)
+			continue
+		}
 		// Each water.New with the same name and MultiQueue attaches one more
 		// queue to the device. It is not persistent: the device goes away
 		// when the last queue is closed, also if weftd dies.

@@ -63,28 +63,33 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 
 func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
-	n := 0
+	i, written := 0, 0
 	var werr error
 	err := q.raw.Write(func(fd uintptr) bool {
-		for n < len(bufs) {
-			_, err := unix.Write(int(fd), bufs[n][offset:])
+		for i < len(bufs) {
+			_, err := unix.Write(int(fd), bufs[i][offset:])
 			switch {
 			case err == unix.EINTR:
 				continue
 			case err == unix.EAGAIN:
 				return false // the queue is full: wait until it drains
 			case err != nil:
-				werr = err
-				return true
+				// The kernel refused this packet (malformed, or the
+				// device is going): keep the first error, write the rest.
+				if werr == nil {
+					werr = err
+				}
+			default:
+				written++
 			}
-			n++
+			i++
 		}
 		return true
 	})
 	if werr != nil {
-		return n, werr
+		return written, werr
 	}
-	return n, err
+	return written, err
 }
 
 func (q *queue) Close() error {

@@ -12,9 +12,11 @@ type Device interface {
 	// >= len(bufs), and offset must be at least Headroom.
 	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
 
-	// Write writes each bufs[i][offset:] as one packet and returns how many
-	// were written. On error, the packets after the first n were not written.
-	// Write is safe to call concurrently with Read and with itself.
+	// Write writes each bufs[i][offset:] as one packet (an offloading device
+	// may coalesce them first, growing bufs[i] within its capacity). It
+	// writes every packet it can and returns how many it knows written; on
+	// error, at least one was refused. Write is safe to call concurrently
+	// with Read and with itself.
 	Write(bufs [][]byte, offset int) (n int, err error)
 
 	// BatchSize is the most packets one Read returns.

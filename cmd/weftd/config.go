@@ -125,9 +125,7 @@ func (c *config) check(publicIP, network, subnet string, peers []string) error {
 		return fmt.Errorf("--batch %d: out of range 1-1024", c.batch)
 	}
 	switch c.offload {
-	case "auto", "off":
-	case "on":
-		return errors.New("--offload on: TUN and UDP offloads are not in this build yet; use auto or off")
+	case "auto", "on", "off":
 	default:
 		return fmt.Errorf("--offload %q: must be auto, on or off", c.offload)
 	}

@@ -29,7 +29,7 @@ import (
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() == 0 {
-		if err := bench.CheckTools("ip", "ping"); err != nil {
+		if err := bench.CheckTools("ip", "ping", "ethtool"); err != nil {
 			t.Fatal(err)
 		}
 		return

@@ -44,33 +44,23 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var readyFn func()
 	mtu := ul.mtu - encap.Overhead
-	eng, err := engine.New(engine.Config{Subnet: cfg.subnet, BatchSize: cfg.batch, MaxPacket: mtu})
-	if err != nil {
-		return err
-	}
-	table, err := engine.NewTable(cfg.peers)
-	if err != nil {
-		return err
-	}
-	eng.SetRoutes(table)
-
-	var mon *monitor
-	if cfg.metricsAddr != "" {
-		if mon, err = startMonitor(cfg.metricsAddr, eng, log); err != nil {
-			return err
-		}
-		defer mon.close()
-	}
-
-	link, err := tun.Create(tun.Config{
+	tcfg := tun.Config{
 		Name:    cfg.tunName,
 		Queues:  cfg.workers,
 		MTU:     mtu,
 		Addr:    cfg.subnet.Addr(),
 		Network: cfg.network,
 		Batch:   cfg.batch,
-	})
+		Offload: cfg.offload != "off",
+	}
+	link, err := tun.Create(tcfg)
+	if err != nil && cfg.offload == "auto" {
+		log.Warn("TUN offloads refused; forwarding without them", "err", err)
+		tcfg.Offload = false
+		link, err = tun.Create(tcfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -79,25 +69,56 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			log.Warn("removing the TUN device", "err", err)
 		}
 	}()
+
+	ecfg := engine.Config{Subnet: cfg.subnet, BatchSize: cfg.batch, MaxPacket: mtu}
+	if tcfg.Offload {
+		ecfg.InboundBuffer = 65535 // room for the device to coalesce into
+	}
+	eng, err := engine.New(ecfg)
+	if err != nil {
+		return err
+	}
+	table, err := engine.NewTable(cfg.peers)
+	if err != nil {
+		return err
+	}
+	eng.SetRoutes(table)
+	if cfg.metricsAddr != "" {
+		mon, err := startMonitor(cfg.metricsAddr, eng, log)
+		if err != nil {
+			return err
+		}
+		defer mon.close()
+		defer mon.setReady(false)
+		readyFn = func() { mon.setReady(true) }
+	}
+
 	queues := make([]engine.Queue, 0, cfg.workers)
 	defer func() {
 		for _, q := range queues {
 			q.Conn.Close()
 		}
 	}()
+	uopts := encap.Options{Batch: cfg.batch, GSO: tcfg.Offload, GRO: tcfg.Offload}
+	var gso, gro bool
 	for i := range cfg.workers {
-		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(cfg.port)), cfg.batch)
+		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(cfg.port)), uopts)
 		if err != nil {
 			return err
 		}
+		gso, gro = conn.Offloads()
 		queues = append(queues, engine.Queue{Dev: link.Queues[i], Conn: conn})
+	}
+	if cfg.offload == "on" && (!gso || !gro) {
+		return fmt.Errorf("--offload on: the kernel refused UDP segmentation (gso=%v) or receive offload (gro=%v)", gso, gro)
 	}
 	log.Info("forwarding",
 		"tun", link.Name(), "mtu", mtu, "subnet", cfg.subnet, "network", cfg.network,
 		"underlay", ul.name, "public_ip", ul.publicIP, "port", cfg.port,
-		"workers", cfg.workers, "batch", cfg.batch, "offload", "off", "peers", table.Len())
-	if mon != nil {
-		mon.setReady(true)
+		"workers", cfg.workers, "batch", cfg.batch,
+		"tun_offload", tcfg.Offload, "udp_gso", gso, "udp_gro", gro, "peers", table.Len())
+	if readyFn != nil {
+		readyFn()
 	}
 	err = eng.Run(ctx, queues)
 	log.Info("shutting down", "tun", link.Name())

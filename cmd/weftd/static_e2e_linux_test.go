@@ -103,6 +103,15 @@ func TestStaticTwoHosts(t *testing.T) {
 	})
 
 	t.Run("64 MiB over TCP with a matching SHA-256, every datagram one valid packet", func(t *testing.T) {
+		// With UDP segmentation offload on the veth, a capture would see
+		// weftd's super-datagrams before the kernel cuts them: turn it off
+		// on both ends, as on a NIC that cannot segment UDP, so the capture
+		// shows what a wire would carry.
+		for _, h := range []bench.Host{h1, h2} {
+			if out, err := topo.Run(context.Background(), h.NS, "ethtool", "-K", h.UnderlayDev, "tx-udp-segmentation", "off"); err != nil {
+				t.Fatalf("ethtool: %v\n%s", err, out)
+			}
+		}
 		capture := startCapture(t, h2.NS, h2.UnderlayDev)
 		sent, got := tcpTransfer(t, h1, h2, 64<<20)
 		if sent != got {

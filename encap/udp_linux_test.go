@@ -1,0 +1,138 @@
+package encap
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestBatchRoundTrip sends batches of datagrams of mixed sizes to two
+// receivers and checks that each receives exactly its datagrams, in order,
+// byte for byte, for every combination of GSO and GRO.
+func TestBatchRoundTrip(t *testing.T) {
+	for _, c := range []struct{ gso, gro bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		t.Run(fmt.Sprintf("gso=%v,gro=%v", c.gso, c.gro), func(t *testing.T) {
+			lo := netip.MustParseAddr("127.0.0.1")
+			open := func(opts Options) *UDPConn {
+				conn, err := ListenUDP(netip.AddrPortFrom(lo, 0), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				return conn
+			}
+			tx := open(Options{Batch: 32, GSO: c.gso})
+			rx := []*UDPConn{open(Options{Batch: 32, GRO: c.gro}), open(Options{Batch: 32, GRO: c.gro})}
+			if gso, _ := tx.Offloads(); gso != c.gso {
+				t.Logf("GSO asked %v, got %v (kernel without UDP_SEGMENT?)", c.gso, gso)
+			}
+
+			// Runs of equal sizes (GSO groups), a shorter last one, a
+			// change of destination, a 1-byte and a maximal datagram.
+			sizes := []int{1400, 1400, 1400, 900, 1400, 64, 64, 64, 64, 1, 1472, 1472, 200, 1472}
+			var want [2][][]byte
+			var msgs []Message
+			for round := range 3 {
+				for i, size := range sizes {
+					dst := (i / 5) % 2
+					b := bytes.Repeat([]byte{byte(round*len(sizes) + i)}, size)
+					want[dst] = append(want[dst], b)
+					msgs = append(msgs, Message{Buf: b, Addr: rx[dst].LocalAddr()})
+				}
+			}
+			n, err := tx.WriteBatch(msgs)
+			if err != nil || n != len(msgs) {
+				t.Fatalf("WriteBatch sent %d of %d: %v", n, len(msgs), err)
+			}
+			for dst, conn := range rx {
+				got := receive(t, conn, len(want[dst]))
+				for i := range want[dst] {
+					if !bytes.Equal(got[i].data, want[dst][i]) {
+						t.Fatalf("receiver %d datagram %d: %d bytes of %d, want %d bytes of %d",
+							dst, i, len(got[i].data), first(got[i].data), len(want[dst][i]), first(want[dst][i]))
+					}
+					if got[i].from != tx.LocalAddr() {
+						t.Fatalf("receiver %d datagram %d from %v, want %v", dst, i, got[i].from, tx.LocalAddr())
+					}
+				}
+			}
+		})
+	}
+}
+
+func first(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	return int(b[0])
+}
+
+type datagram struct {
+	data []byte
+	from netip.AddrPort
+}
+
+// receive reads until count datagrams arrived, with a generous deadline.
+func receive(t *testing.T, c *UDPConn, count int) []datagram {
+	t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	msgs := make([]Message, 8) // fewer than a GRO run holds: exercises pending
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, 2048)
+	}
+	var got []datagram
+	for len(got) < count {
+		n, err := c.ReadBatch(msgs)
+		if err != nil {
+			t.Fatalf("after %d of %d datagrams: %v", len(got), count, err)
+		}
+		for _, m := range msgs[:n] {
+			if m.Truncated {
+				t.Fatalf("datagram %d truncated", len(got))
+			}
+			got = append(got, datagram{bytes.Clone(m.Buf[:m.N]), m.Addr})
+		}
+	}
+	return got
+}
+
+func TestGroupEnd(t *testing.T) {
+	a := netip.MustParseAddrPort("192.0.2.1:8285")
+	b := netip.MustParseAddrPort("192.0.2.2:8285")
+	mk := func(spec ...any) []Message {
+		var m []Message
+		for i := 0; i < len(spec); i += 2 {
+			m = append(m, Message{Buf: make([]byte, spec[i].(int)), Addr: spec[i+1].(netip.AddrPort)})
+		}
+		return m
+	}
+	many := func(n, size int) []Message {
+		m := make([]Message, n)
+		for i := range m {
+			m[i] = Message{Buf: make([]byte, size), Addr: a}
+		}
+		return m
+	}
+	cases := []struct {
+		name string
+		msgs []Message
+		want int
+	}{
+		{"one", mk(100, a), 1},
+		{"equal run", mk(100, a, 100, a, 100, a), 3},
+		{"shorter last ends it", mk(100, a, 50, a, 50, a), 2},
+		{"longer never joins", mk(100, a, 200, a), 1},
+		{"other peer ends it", mk(100, a, 100, b), 1},
+		{"segment limit", many(100, 10), maxGSOSegments},
+		{"byte limit", many(64, 1472), maxGSOBytes / 1472},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := groupEnd(c.msgs, 0); got != c.want {
+				t.Errorf("groupEnd = %d, want %d", got, c.want)
+			}
+		})
+	}
+}
