@@ -71,7 +71,7 @@ func (d *daemon) exited() (bool, error) {
 // mean it may have left devices or routes behind.
 func (d *daemon) stop() error {
 	if ok, err := d.exited(); ok {
-		return fmt.Errorf("%s had exited before stop: %v%s", d.name, err, d.logTail())
+		return fmt.Errorf("%s had exited before stop (%s)%s", d.name, exitDesc(err), d.logTail())
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -102,4 +102,12 @@ func (d *daemon) logTail() string {
 		}
 	}
 	return "\n--- " + d.log + " (tail) ---\n" + string(bytes.TrimRight(data, "\n"))
+}
+
+// exitDesc says how a process ended, given Wait's error.
+func exitDesc(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
 }

@@ -73,7 +73,7 @@ func (dp *Dataplane) PIDs() []int {
 func (dp *Dataplane) checkDaemons() error {
 	for _, d := range dp.daemons {
 		if ok, err := d.exited(); ok {
-			return fmt.Errorf("%s exited: %v%s", d.name, err, d.logTail())
+			return fmt.Errorf("%s exited (%s)%s", d.name, exitDesc(err), d.logTail())
 		}
 	}
 	return nil

@@ -94,6 +94,15 @@ func defaultWeftd() string {
 	return filepath.Join(filepath.Dir(exe), "weftd")
 }
 
+// etcdCommand runs this binary's hidden etcd subcommand.
+func etcdCommand() []string {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	return []string{exe, "bench", bench.EtcdSubcommand}
+}
+
 func (f *benchFlags) modeList() []string {
 	if f.modes == "" {
 		return nil
@@ -108,6 +117,11 @@ func (f *benchFlags) modeList() []string {
 }
 
 func runBench(_ globals, args []string) error {
+	// The flannel mode runs its etcd as this hidden subcommand, inside a
+	// host namespace.
+	if len(args) > 0 && args[0] == bench.EtcdSubcommand {
+		return bench.ServeEtcdMain(args[1:])
+	}
 	f, err := parseBenchFlags(args)
 	if err != nil {
 		return err
@@ -131,15 +145,16 @@ func runBench(_ globals, args []string) error {
 	defer stop()
 
 	res, err := bench.Run(ctx, bench.Options{
-		Modes:    f.modeList(),
-		Rounds:   f.rounds,
-		Workload: f.workload,
-		Quick:    f.quick,
-		Prefix:   f.prefix,
-		Dir:      scratch,
-		Weftd:    f.weftd,
-		Flanneld: f.flanneld,
-		Progress: os.Stderr,
+		Modes:       f.modeList(),
+		Rounds:      f.rounds,
+		Workload:    f.workload,
+		Quick:       f.quick,
+		Prefix:      f.prefix,
+		Dir:         scratch,
+		Weftd:       f.weftd,
+		Flanneld:    f.flanneld,
+		Progress:    os.Stderr,
+		EtcdCommand: etcdCommand(),
 	})
 	if err != nil {
 		return fmt.Errorf("%w (daemon logs kept in %s)", err, scratch)
