@@ -39,14 +39,16 @@ func TestLookupModes(t *testing.T) {
 			[]string{"underlay", "host-gw", "vxlan"}, 3, ""},
 		{"default with weftd", nil, Env{Weftd: weftd},
 			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft"}, 1, ""},
-		{"default with flanneld", nil, Env{Weftd: weftd, Flanneld: weftd},
+		{"default with flanneld", nil, Env{Weftd: weftd, Flanneld: weftd, EtcdCommand: []string{"weft"}},
 			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft", "flannel"}, 0, ""},
 		{"named, in table order", []string{"weft", "underlay"}, Env{Weftd: weftd},
 			[]string{"underlay", "weft"}, 0, ""},
 		{"named weft without weftd", []string{"underlay", "weft"}, Env{Weftd: "/nonexistent/weftd"},
 			nil, 0, "mode weft: "},
-		{"flannel without flanneld", []string{"flannel"}, Env{Weftd: weftd},
+		{"flannel without flanneld", []string{"flannel"}, Env{Weftd: weftd, EtcdCommand: []string{"weft"}},
 			nil, 0, "--flanneld"},
+		{"flannel without etcd", []string{"flannel"}, Env{Flanneld: weftd},
+			nil, 0, "no embedded etcd"},
 		{"unknown", []string{"geneve"}, Env{}, nil, 0, `unknown mode "geneve"`},
 	}
 	for _, tt := range tests {
