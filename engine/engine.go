@@ -155,8 +155,10 @@ func (e *Engine) Run(ctx context.Context, queues []Queue) error {
 	return firstErr
 }
 
-func (e *Engine) newCounters() *counters {
-	c := new(counters)
+// newCounters returns the counters of a new loop, inbound or outbound. The
+// direction is set before Stats can see them.
+func (e *Engine) newCounters(inbound bool) *counters {
+	c := &counters{inbound: inbound}
 	e.mu.Lock()
 	e.loops = append(e.loops, c)
 	e.mu.Unlock()

@@ -28,7 +28,8 @@ type deviceRead struct {
 // fakeDevice is a tun.Device. Each Read takes one batch pushed with push (or
 // an error pushed with fail), copies it into the caller's buffers as the
 // kernel would (cutting packets that do not fit), and remembers where.
-// Write records a copy of each packet and where it was.
+// Write records a copy of each packet and where it was, skipping those
+// refuse is true for.
 type fakeDevice struct {
 	batch  int
 	reads  chan deviceRead
@@ -86,15 +87,21 @@ func (d *fakeDevice) Write(bufs [][]byte, offset int) (int, error) {
 	if d.isShut.Load() {
 		return 0, os.ErrClosed
 	}
-	for i, b := range bufs {
+	// As tun.Device.Write says: write every packet that can be, count them,
+	// and report an error if any was refused.
+	n := 0
+	var err error
+	for _, b := range bufs {
 		p := b[offset:]
 		if d.refuse != nil && d.refuse(p) {
-			return i, errRefused
+			err = errRefused
+			continue
 		}
 		d.written = append(d.written, append([]byte(nil), p...))
 		d.writtenAt = append(d.writtenAt, &p[0])
+		n++
 	}
-	return len(bufs), nil
+	return n, err
 }
 
 func (d *fakeDevice) BatchSize() int { return d.batch }

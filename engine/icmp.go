@@ -18,9 +18,7 @@ const (
 
 // netUnreachable writes into out (at least icmpMaxLen bytes) an ICMP
 // destination unreachable, code net unreachable, answering pkt, and returns
-// its length, or 0 where RFC 1122 (3.2.2) forbids an answer: to an ICMP
-// error, to a fragment other than the first, to a source that names no
-// single host.
+// its length, or 0 where RFC 1122 (3.2.2) forbids an answer (see answerable).
 //
 // The answer's source is pkt's destination, not an address of this host: the
 // kernel drops a packet arriving from the TUN with one of its own addresses
@@ -28,20 +26,8 @@ const (
 // address, never reached the pod. Routed back through the TUN, the
 // destination passes reverse-path filtering too.
 func netUnreachable(out, pkt []byte) int {
-	hlen := int(pkt[0]&0x0f) * 4
-	if binary.BigEndian.Uint16(pkt[6:8])&0x1fff != 0 {
-		return 0 // not the first fragment
-	}
-	src := ipv4Src(pkt)
-	if src == 0 || src == 0xffffffff || src>>28 == 0xe {
-		return 0 // unspecified, broadcast or multicast source
-	}
-	if pkt[offProto] == icmpProto && len(pkt) > hlen {
-		switch pkt[hlen] { // ICMP type: answer queries only, never errors
-		case 0, 8, 13, 14, 15, 16, 17, 18:
-		default:
-			return 0
-		}
+	if !answerable(pkt) {
+		return 0
 	}
 	quoted := min(len(pkt), icmpMaxLen-ipv4MinHeader-8)
 	total := ipv4MinHeader + 8 + quoted
@@ -64,6 +50,33 @@ func netUnreachable(out, pkt []byte) int {
 	copy(m[8:], pkt[:quoted])
 	binary.BigEndian.PutUint16(m[2:4], checksum(m, 0))
 	return total
+}
+
+// answerable reports whether RFC 1122 (3.2.2) allows an ICMP error in
+// answer to pkt, a checked IPv4 packet: not to an ICMP error, not to a
+// fragment other than the first, not to a packet sent to a multicast or
+// broadcast address, not to a source that names no single host
+// (unspecified, loopback, multicast, class E, broadcast).
+func answerable(pkt []byte) bool {
+	hlen := int(pkt[0]&0x0f) * 4
+	if binary.BigEndian.Uint16(pkt[6:8])&0x1fff != 0 {
+		return false // not the first fragment
+	}
+	src := ipv4Src(pkt)
+	if src == 0 || src>>24 == 127 || src>>28 >= 0xe {
+		return false // unspecified, loopback, multicast, class E or broadcast source
+	}
+	if ipv4Dst(pkt)>>28 >= 0xe {
+		return false // to a multicast, class E or broadcast address
+	}
+	if pkt[offProto] == icmpProto && len(pkt) > hlen {
+		switch pkt[hlen] { // ICMP type: answer queries only, never errors
+		case 0, 8, 13, 14, 15, 16, 17, 18:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // rateLimit is a token bucket: ICMP errors are rate limited as a router's

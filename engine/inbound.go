@@ -29,14 +29,15 @@ func (e *Engine) newInbound(q Queue) *inbound {
 		e:     e,
 		dev:   q.Dev,
 		conn:  q.Conn,
-		stats: e.newCounters(),
+		stats: e.newCounters(true),
 		bufs:  newBuffers(batch, e.cfg.InboundBuffer),
 		msgs:  make([]encap.Message, batch),
 		out:   make([][]byte, 0, batch),
 	}
-	in.stats.inbound = true
 	for i := range in.msgs {
-		in.msgs[i].Buf = in.bufs[i][tun.Headroom:]
+		// A peer may send MaxPacket; the rest of the buffer is the
+		// device's room to coalesce into.
+		in.msgs[i].Buf = in.bufs[i][tun.Headroom : tun.Headroom+e.cfg.MaxPacket]
 	}
 	return in
 }

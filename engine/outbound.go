@@ -32,7 +32,7 @@ func (e *Engine) newOutbound(q Queue) *outbound {
 		e:       e,
 		dev:     q.Dev,
 		conn:    q.Conn,
-		stats:   e.newCounters(),
+		stats:   e.newCounters(false),
 		bufs:    newBuffers(batch, e.cfg.MaxPacket),
 		sizes:   make([]int, batch),
 		msgs:    make([]encap.Message, 0, batch),
@@ -60,7 +60,9 @@ func (o *outbound) step() error {
 			switch {
 			case r == nil:
 				drop = DropNoRoute
-				if len(replies) < cap(replies) && o.limit.allow(time.Now()) {
+				// Ask the rate limit last: a packet that gets no answer
+				// must not spend the token of one that does.
+				if len(replies) < cap(replies) && answerable(pkt) && o.limit.allow(time.Now()) {
 					buf := o.icmp[len(replies)]
 					if m := netUnreachable(buf[tun.Headroom:], pkt); m > 0 {
 						replies = append(replies, buf[:tun.Headroom+m])
