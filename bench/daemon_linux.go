@@ -71,13 +71,16 @@ func (d *daemon) exited() (bool, error) {
 // mean it may have left devices or routes behind.
 func (d *daemon) stop() error {
 	if ok, err := d.exited(); ok {
+		if canceled(err) {
+			return nil // the run's context ended: Command sent SIGTERM
+		}
 		return fmt.Errorf("%s had exited before stop (%s)%s", d.name, exitDesc(err), d.logTail())
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
 		var ee *exec.ExitError
-		if d.err != nil && !d.anyExit && !(errors.As(d.err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGTERM) {
+		if d.err != nil && !d.anyExit && !canceled(d.err) && !(errors.As(d.err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGTERM) {
 			return fmt.Errorf("%s: %v%s", d.name, d.err, d.logTail())
 		}
 		return nil
@@ -110,4 +113,9 @@ func exitDesc(err error) string {
 		return "exit status 0"
 	}
 	return err.Error()
+}
+
+// canceled reports whether Wait failed only because the run's context ended.
+func canceled(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

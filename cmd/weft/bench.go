@@ -156,6 +156,9 @@ func runBench(_ globals, args []string) error {
 		Progress:    os.Stderr,
 		EtcdCommand: etcdCommand(),
 	})
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted; its namespaces and processes are removed (logs kept in %s)", scratch)
+	}
 	if err != nil {
 		return fmt.Errorf("%w (daemon logs kept in %s)", err, scratch)
 	}
