@@ -18,8 +18,12 @@ const Overhead = 20 + 8
 
 // Message is one datagram of a batch.
 type Message struct {
+	// Head, when sending, goes on the wire before Buf: a segment's own
+	// headers in front of a payload that stays where it was read.
+	Head []byte
 	// Buf is, when reading, the buffer to receive into (its whole length is
-	// offered) and, when writing, the payload to send.
+	// offered; with Options.ZeroCopy the connection may point it at its own
+	// buffer instead) and, when writing, the payload to send.
 	Buf []byte
 	// N is the number of bytes received into Buf.
 	N int

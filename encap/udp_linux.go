@@ -26,6 +26,10 @@ type Options struct {
 	// GRO asks for UDP receive offload (UDP_GRO, Linux 5.0): the kernel hands
 	// over runs of datagrams of one flow in one buffer.
 	GRO bool
+	// ZeroCopy lets ReadBatch hand out GRO segments as slices of its own
+	// buffers, valid until the next ReadBatch, instead of copying them into
+	// the caller's.
+	ZeroCopy bool
 }
 
 // The kernel's limits on one UDP_SEGMENT send.
@@ -48,6 +52,7 @@ type UDPConn struct {
 
 	gso        atomic.Bool
 	gro        bool
+	zeroCopy   bool
 	gsoRefused atomic.Uint64 // sends that fell back after the kernel refused UDP_SEGMENT
 
 	// Writing: wmsgs[k] carries one group of datagrams; groupLen[k] how many.
@@ -87,7 +92,7 @@ func ListenUDP(laddr netip.AddrPort, opts Options) (*UDPConn, error) {
 		return nil, fmt.Errorf("listen %v: %w", laddr, err)
 	}
 	conn := pconn.(*net.UDPConn)
-	c := &UDPConn{conn: conn, pc: ipv4.NewPacketConn(conn)}
+	c := &UDPConn{conn: conn, pc: ipv4.NewPacketConn(conn), zeroCopy: opts.ZeroCopy}
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		conn.Close()
@@ -111,7 +116,7 @@ func ListenUDP(laddr netip.AddrPort, opts Options) (*UDPConn, error) {
 	c.woob = make([][]byte, batch)
 	c.groupLen = make([]int, batch)
 	for i := range batch {
-		c.wmsgs[i].Buffers = make([][]byte, 0, maxGSOSegments)
+		c.wmsgs[i].Buffers = make([][]byte, 0, 2*maxGSOSegments)
 		c.waddrs[i].IP = c.wips[i][:]
 		c.wmsgs[i].Addr = &c.waddrs[i]
 		c.woob[i] = make([]byte, unix.CmsgSpace(2))
@@ -208,7 +213,12 @@ func (c *UDPConn) drain(msgs []Message) int {
 		for c.pendOff < len(data) && n < len(msgs) {
 			end := min(c.pendOff+seg, len(data))
 			m := &msgs[n]
-			m.N = copy(m.Buf, data[c.pendOff:end])
+			if c.zeroCopy {
+				m.Buf = data[c.pendOff:end:end]
+				m.N = len(m.Buf)
+			} else {
+				m.N = copy(m.Buf, data[c.pendOff:end])
+			}
 			m.Truncated = m.N < end-c.pendOff || rm.Flags&unix.MSG_TRUNC != 0
 			m.Addr = from
 			c.pendOff = end
@@ -287,22 +297,26 @@ func (c *UDPConn) WriteBatch(msgs []Message) (int, error) {
 // groupEnd returns the end of the run of datagrams starting at i that can go
 // as one UDP_SEGMENT send.
 func groupEnd(msgs []Message, i int) int {
-	size := len(msgs[i].Buf)
+	size := msgs[i].len()
 	total := size
 	j := i + 1
 	for j < len(msgs) && j-i < maxGSOSegments {
 		m := &msgs[j]
-		if m.Addr != msgs[i].Addr || len(m.Buf) > size || total+len(m.Buf) > maxGSOBytes {
+		l := m.len()
+		if m.Addr != msgs[i].Addr || l > size || total+l > maxGSOBytes {
 			break
 		}
-		total += len(m.Buf)
+		total += l
 		j++
-		if len(m.Buf) < size {
+		if l < size {
 			break // only the last segment may be shorter
 		}
 	}
 	return j
 }
+
+// len is the datagram's payload length.
+func (m *Message) len() int { return len(m.Head) + len(m.Buf) }
 
 // pack makes wmsgs[k] the send of group, with a UDP_SEGMENT control message
 // when it holds more than one datagram.
@@ -310,6 +324,9 @@ func (c *UDPConn) pack(k int, group []Message) {
 	wm := &c.wmsgs[k]
 	wm.Buffers = wm.Buffers[:0]
 	for _, m := range group {
+		if len(m.Head) > 0 {
+			wm.Buffers = append(wm.Buffers, m.Head)
+		}
 		wm.Buffers = append(wm.Buffers, m.Buf)
 	}
 	c.wips[k] = group[0].Addr.Addr().As4()
@@ -322,7 +339,7 @@ func (c *UDPConn) pack(k int, group []Message) {
 		h.Level = unix.SOL_UDP
 		h.Type = unix.UDP_SEGMENT
 		h.SetLen(unix.CmsgLen(2))
-		*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(len(group[0].Buf))
+		*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(group[0].len())
 		wm.OOB = oob
 	}
 }

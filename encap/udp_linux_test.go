@@ -12,8 +12,10 @@ import (
 // receivers and checks that each receives exactly its datagrams, in order,
 // byte for byte, for every combination of GSO and GRO.
 func TestBatchRoundTrip(t *testing.T) {
-	for _, c := range []struct{ gso, gro bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
-		t.Run(fmt.Sprintf("gso=%v,gro=%v", c.gso, c.gro), func(t *testing.T) {
+	for _, c := range []struct{ gso, gro, zeroCopy bool }{
+		{false, false, false}, {true, false, false}, {false, true, false}, {true, true, false}, {true, true, true},
+	} {
+		t.Run(fmt.Sprintf("gso=%v,gro=%v,zerocopy=%v", c.gso, c.gro, c.zeroCopy), func(t *testing.T) {
 			lo := netip.MustParseAddr("127.0.0.1")
 			open := func(opts Options) *UDPConn {
 				conn, err := ListenUDP(netip.AddrPortFrom(lo, 0), opts)
@@ -24,7 +26,8 @@ func TestBatchRoundTrip(t *testing.T) {
 				return conn
 			}
 			tx := open(Options{Batch: 32, GSO: c.gso})
-			rx := []*UDPConn{open(Options{Batch: 32, GRO: c.gro}), open(Options{Batch: 32, GRO: c.gro})}
+			rxOpts := Options{Batch: 32, GRO: c.gro, ZeroCopy: c.zeroCopy}
+			rx := []*UDPConn{open(rxOpts), open(rxOpts)}
 			if gso, _ := tx.Offloads(); gso != c.gso {
 				t.Logf("GSO asked %v, got %v (kernel without UDP_SEGMENT?)", c.gso, gso)
 			}
@@ -39,7 +42,13 @@ func TestBatchRoundTrip(t *testing.T) {
 					dst := (i / 5) % 2
 					b := bytes.Repeat([]byte{byte(round*len(sizes) + i)}, size)
 					want[dst] = append(want[dst], b)
-					msgs = append(msgs, Message{Buf: b, Addr: rx[dst].LocalAddr()})
+					m := Message{Buf: b, Addr: rx[dst].LocalAddr()}
+					if round == 1 {
+						// A segment's headers apart from its payload.
+						h := min(40, len(b))
+						m.Head, m.Buf = b[:h], b[h:]
+					}
+					msgs = append(msgs, m)
 				}
 			}
 			n, err := tx.WriteBatch(msgs)

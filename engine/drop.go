@@ -19,6 +19,7 @@ const (
 	DropNotLocal           // inner destination of a datagram is not in our subnet
 	DropSendError          // the UDP socket refused the datagram
 	DropTUNWriteError      // the TUN device refused the packet
+	DropBadGSO             // a super-packet from the TUN that cannot be cut into segments
 	numDrops
 )
 
@@ -36,6 +37,7 @@ var dropNames = [numDrops]string{
 	DropNotLocal:      "not-local-destination",
 	DropSendError:     "send-error",
 	DropTUNWriteError: "tun-write-error",
+	DropBadGSO:        "bad-gso",
 }
 
 func (d Drop) String() string {

@@ -44,6 +44,12 @@ func (e *Engine) newInbound(q Queue) *inbound {
 
 // step forwards one batch. It returns an error only when the socket cannot be read.
 func (in *inbound) step() error {
+	if in.e.cfg.ZeroCopy {
+		// The socket pointed the messages at its own buffers last time.
+		for i := range in.msgs {
+			in.msgs[i].Buf = in.bufs[i][tun.Headroom : tun.Headroom+in.e.cfg.MaxPacket]
+		}
+	}
 	n, err := in.conn.ReadBatch(in.msgs)
 	if err != nil {
 		return err
@@ -63,13 +69,21 @@ func (in *inbound) step() error {
 			continue
 		}
 		decrementTTL(pkt)
-		out = append(out, in.bufs[i][:tun.Headroom+total])
+		if in.e.cfg.ZeroCopy {
+			out = append(out, pkt[:total])
+		} else {
+			out = append(out, in.bufs[i][:tun.Headroom+total])
+		}
 		bytes += uint64(total)
 	}
 	if len(out) == 0 {
 		return nil
 	}
-	written, err := in.dev.Write(out, tun.Headroom)
+	offset := tun.Headroom
+	if in.e.cfg.ZeroCopy {
+		offset = 0 // the packets have no room in front: the device needs none
+	}
+	written, err := in.dev.Write(out, offset)
 	if err != nil {
 		// Some packets were refused; the device says how many it knows
 		// written. Count the rest, never log per packet.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/weft-dev/weft/encap"
@@ -10,7 +11,9 @@ import (
 // outbound carries packets from a TUN queue to the peers: read a batch,
 // check each packet and look its destination up, decrement its TTL, and send
 // the batch with one sendmmsg. The UDP payload is the buffer the TUN read
-// filled: no copy.
+// filled: no copy. From a device that hands over super-packets whole
+// (tun.GSOReader), each is checked and looked up once and cut into segments
+// whose payloads stay in the read buffer; only their headers are written.
 type outbound struct {
 	e     *Engine
 	dev   tun.Device
@@ -21,34 +24,62 @@ type outbound struct {
 	sizes []int
 	msgs  []encap.Message
 
+	gsoDev    tun.GSOReader // nil unless the device hands over super-packets
+	gso       []tun.GSO
+	segs      []tun.Segment
+	heads     []byte // segment headers of the messages queued in msgs
+	headsUsed int    // segments whose headers are in heads
+
 	limit   rateLimit
 	icmp    [][]byte // buffers for ICMP answers
 	replies [][]byte // the answers of this batch, slices of icmp
 }
 
+// outboundSegments is how many segments one send carries at most when
+// super-packets are cut: a few super-packets' worth.
+const outboundSegments = 4 * tun.MaxSegments
+
 func (e *Engine) newOutbound(q Queue) *outbound {
 	batch := min(e.cfg.BatchSize, q.Dev.BatchSize())
-	return &outbound{
+	o := &outbound{
 		e:       e,
 		dev:     q.Dev,
 		conn:    q.Conn,
 		stats:   e.newCounters(false),
-		bufs:    newBuffers(batch, e.cfg.MaxPacket),
 		sizes:   make([]int, batch),
-		msgs:    make([]encap.Message, 0, batch),
 		icmp:    newBuffers(icmpBurst, icmpMaxLen),
 		replies: make([][]byte, 0, icmpBurst),
 	}
+	if g, ok := q.Dev.(tun.GSOReader); ok && e.cfg.ZeroCopy {
+		o.gsoDev = g
+		o.bufs = newBuffers(batch, 65535) // a super-packet each
+		o.gso = make([]tun.GSO, batch)
+		o.segs = make([]tun.Segment, tun.MaxSegments)
+		o.msgs = make([]encap.Message, 0, max(batch, outboundSegments))
+		o.heads = make([]byte, cap(o.msgs)*tun.MaxHeader)
+		return o
+	}
+	o.bufs = newBuffers(batch, e.cfg.MaxPacket)
+	o.msgs = make([]encap.Message, 0, batch)
+	return o
+}
+
+func (o *outbound) read() (int, error) {
+	if o.gsoDev != nil {
+		return o.gsoDev.ReadGSO(o.bufs, o.sizes, o.gso, tun.Headroom)
+	}
+	return o.dev.Read(o.bufs, o.sizes, tun.Headroom)
 }
 
 // step forwards one batch. It returns an error only when the TUN cannot be read.
 func (o *outbound) step() error {
-	n, err := o.dev.Read(o.bufs, o.sizes, tun.Headroom)
+	n, err := o.read()
 	if err != nil {
 		return err
 	}
 	table := o.e.routes.Load()
 	msgs := o.msgs[:0]
+	o.headsUsed = 0
 	replies := o.replies[:0]
 	for i := range n {
 		pkt := o.bufs[i][tun.Headroom : tun.Headroom+o.sizes[i]]
@@ -77,6 +108,14 @@ func (o *outbound) step() error {
 			continue
 		}
 		decrementTTL(pkt)
+		if o.gsoDev != nil && o.gso[i].Kind != tun.GSONone {
+			msgs = o.split(msgs, pkt, o.gso[i], r.Peer)
+			continue
+		}
+		if len(msgs) == cap(msgs) {
+			o.send(msgs)
+			msgs, o.headsUsed = msgs[:0], 0
+		}
 		msgs = append(msgs, encap.Message{Buf: pkt, Addr: r.Peer})
 	}
 	o.send(msgs)
@@ -88,6 +127,26 @@ func (o *outbound) step() error {
 	return nil
 }
 
+// split appends to msgs the segments of the super-packet pkt, each its own
+// headers plus a slice of pkt's payload. When they might not fit, what is
+// queued is sent first.
+func (o *outbound) split(msgs []encap.Message, pkt []byte, g tun.GSO, peer netip.AddrPort) []encap.Message {
+	if len(msgs)+tun.MaxSegments > cap(msgs) {
+		o.send(msgs)
+		msgs, o.headsUsed = msgs[:0], 0
+	}
+	n, err := tun.Split(pkt, g, o.heads[o.headsUsed*tun.MaxHeader:], o.segs)
+	if err != nil {
+		o.stats.drops[DropBadGSO].Add(1)
+		return msgs
+	}
+	o.headsUsed += n
+	for _, s := range o.segs[:n] {
+		msgs = append(msgs, encap.Message{Head: s.Head, Buf: s.Payload, Addr: peer})
+	}
+	return msgs
+}
+
 // send sends msgs; a datagram the socket refuses is dropped and counted and
 // the rest still go.
 func (o *outbound) send(msgs []encap.Message) {
@@ -95,7 +154,7 @@ func (o *outbound) send(msgs []encap.Message) {
 		n, err := o.conn.WriteBatch(msgs)
 		var bytes uint64
 		for _, m := range msgs[:n] {
-			bytes += uint64(len(m.Buf))
+			bytes += uint64(len(m.Head) + len(m.Buf))
 		}
 		o.stats.packets.Add(uint64(n))
 		o.stats.bytes.Add(bytes)

@@ -24,6 +24,11 @@ type Config struct {
 	// Offload opens the queues with a virtio-net header and TCP/UDP
 	// segmentation offloads. Create fails if the kernel refuses.
 	Offload bool
+	// ZeroCopy, with Offload, opens weft's own offloading queues, which hand
+	// super-packets over uncut (GSOReader) and coalesce writes without
+	// copying, instead of wireguard-go's, which copy segments on read and
+	// payloads on write.
+	ZeroCopy bool
 }
 
 // Link is a configured TUN device and its queues.
@@ -52,6 +57,14 @@ func Create(cfg Config) (l *Link, err error) {
 		}
 	}()
 	for range cfg.Queues {
+		if cfg.Offload && cfg.ZeroCopy {
+			q, err := openVnetQueue(cfg.Name, cfg.Batch)
+			if err != nil {
+				return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
+			}
+			l.Queues = append(l.Queues, q)
+			continue
+		}
 		if cfg.Offload {
 			q, err := openOffloadQueue(cfg.Name)
 			if err != nil {

@@ -24,6 +24,7 @@ type config struct {
 	workers     int
 	batch       int
 	offload     string
+	zeroCopy    bool
 	metricsAddr string
 	logLevel    string
 
@@ -61,6 +62,7 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.IntVar(&c.workers, "workers", runtime.NumCPU(), "forwarding workers, each with its own TUN queue and socket")
 	fs.IntVar(&c.batch, "batch", engine.DefaultBatchSize, "most packets per syscall (1 = one packet per syscall, as flanneld)")
 	fs.StringVar(&c.offload, "offload", "auto", "TUN and UDP segmentation offloads: auto, on or off")
+	fs.BoolVar(&c.zeroCopy, "zero-copy", true, "with offloads, cut and coalesce super-packets without copying (false: wireguard-go's copying offload device)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9465", "`address` serving /metrics, /healthz and /readyz (empty: none)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&network, "network", "", "static mode: the overlay `CIDR`, e.g. 100.96.0.0/16")

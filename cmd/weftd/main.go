@@ -47,13 +47,14 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	var readyFn func()
 	mtu := ul.mtu - encap.Overhead
 	tcfg := tun.Config{
-		Name:    cfg.tunName,
-		Queues:  cfg.workers,
-		MTU:     mtu,
-		Addr:    cfg.subnet.Addr(),
-		Network: cfg.network,
-		Batch:   cfg.batch,
-		Offload: cfg.offload != "off",
+		Name:     cfg.tunName,
+		Queues:   cfg.workers,
+		MTU:      mtu,
+		Addr:     cfg.subnet.Addr(),
+		Network:  cfg.network,
+		Batch:    cfg.batch,
+		Offload:  cfg.offload != "off",
+		ZeroCopy: cfg.zeroCopy,
 	}
 	link, err := tun.Create(tcfg)
 	if err != nil && cfg.offload == "auto" {
@@ -71,7 +72,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}()
 
 	ecfg := engine.Config{Subnet: cfg.subnet, BatchSize: cfg.batch, MaxPacket: mtu}
-	if tcfg.Offload {
+	switch {
+	case tcfg.Offload && tcfg.ZeroCopy:
+		ecfg.ZeroCopy = true
+	case tcfg.Offload:
 		ecfg.InboundBuffer = 65535 // room for the device to coalesce into
 	}
 	eng, err := engine.New(ecfg)
@@ -99,7 +103,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			q.Conn.Close()
 		}
 	}()
-	uopts := encap.Options{Batch: cfg.batch, GSO: tcfg.Offload, GRO: tcfg.Offload}
+	uopts := encap.Options{Batch: cfg.batch, GSO: tcfg.Offload, GRO: tcfg.Offload, ZeroCopy: ecfg.ZeroCopy}
 	var gso, gro bool
 	for i := range cfg.workers {
 		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(cfg.port)), uopts)
@@ -116,7 +120,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		"tun", link.Name(), "mtu", mtu, "subnet", cfg.subnet, "network", cfg.network,
 		"underlay", ul.name, "public_ip", ul.publicIP, "port", cfg.port,
 		"workers", cfg.workers, "batch", cfg.batch,
-		"tun_offload", tcfg.Offload, "udp_gso", gso, "udp_gro", gro, "peers", table.Len())
+		"tun_offload", tcfg.Offload, "zero_copy", ecfg.ZeroCopy, "udp_gso", gso, "udp_gro", gro, "peers", table.Len())
 	if readyFn != nil {
 		readyFn()
 	}

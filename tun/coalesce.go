@@ -1,0 +1,97 @@
+package tun
+
+import "encoding/binary"
+
+// run is a stretch of packets written to the TUN as one: a single packet,
+// or TCP segments of one flow, in order, coalesced into a super-packet.
+type run struct {
+	start, end int // the packets bufs[start:end]
+	ihl, hlen  int // IPv4 header length, and IPv4 plus TCP header length
+	segment    int // payload bytes of each segment but the last
+	payload    int // payload bytes of the whole run
+}
+
+// maxSuperPacket is the largest IPv4 packet: a coalesced run stays within it.
+const maxSuperPacket = 65535
+
+// planRuns splits the packets bufs[i][offset:] into runs, appended to runs.
+// Segments join a run under the rules Linux's TCP GRO applies, so that the
+// kernel cutting the super-packet again gives back the same segments: same
+// addresses, ports, TOS, TTL and header bytes (options included) but for
+// sequence number, IP ID and checksums; sequence numbers contiguous; every
+// segment full size but the last; ACK alone on all but the last, which may
+// add PSH.
+func planRuns(bufs [][]byte, offset int, runs []run) []run {
+	for i := 0; i < len(bufs); {
+		r := run{start: i, end: i + 1}
+		first := bufs[i][offset:]
+		ihl, hlen, plen, ok := tcpSegment(first)
+		if ok && plen > 0 && first[ihl+13] == tcpACK {
+			r.ihl, r.hlen, r.segment, r.payload = ihl, hlen, plen, plen
+			prev := first
+			for j := i + 1; j < len(bufs) && j-i < MaxSegments; j++ {
+				next := bufs[j][offset:]
+				_, nh, np, ok := tcpSegment(next)
+				if !ok || nh != hlen || np == 0 || np > r.segment ||
+					hlen+r.payload+np > maxSuperPacket || !follows(prev, next, ihl, hlen) {
+					break
+				}
+				r.end = j + 1
+				r.payload += np
+				if np < r.segment || next[ihl+13] != tcpACK {
+					break // a short or PSH segment ends the run
+				}
+				prev = next
+			}
+		}
+		runs = append(runs, r)
+		i = r.end
+	}
+	return runs
+}
+
+const (
+	tcpACK = 0x10
+	tcpPSH = 0x08
+)
+
+// tcpSegment checks that p is an unfragmented TCP/IPv4 packet without IP
+// options whose length fields agree with len(p), and returns its header
+// lengths and payload length.
+func tcpSegment(p []byte) (ihl, hlen, plen int, ok bool) {
+	if len(p) < 40 || p[0] != 0x45 || p[9] != 6 {
+		return 0, 0, 0, false
+	}
+	if binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 { // MF or a fragment offset
+		return 0, 0, 0, false
+	}
+	if int(binary.BigEndian.Uint16(p[2:4])) != len(p) {
+		return 0, 0, 0, false
+	}
+	thl := int(p[20+12]>>4) * 4
+	if thl < 20 || 20+thl > len(p) {
+		return 0, 0, 0, false
+	}
+	return 20, 20 + thl, len(p) - 20 - thl, true
+}
+
+// follows reports whether next continues prev's flow right where prev ends.
+func follows(prev, next []byte, ihl, hlen int) bool {
+	if prev[1] != next[1] || prev[8] != next[8] || // TOS, TTL
+		prev[6]&0x40 != next[6]&0x40 || // DF
+		string(prev[12:20]) != string(next[12:20]) { // addresses
+		return false
+	}
+	pt, nt := prev[ihl:hlen], next[ihl:hlen]
+	if string(pt[0:4]) != string(nt[0:4]) || // ports
+		string(pt[8:12]) != string(nt[8:12]) || // ACK number
+		pt[12] != nt[12] || // data offset
+		nt[13]&^tcpPSH != tcpACK || // flags: ACK, maybe PSH
+		string(pt[14:16]) != string(nt[14:16]) || // window
+		string(pt[18:]) != string(nt[18:]) { // urgent pointer and options
+		return false
+	}
+	pseq := binary.BigEndian.Uint32(pt[4:8])
+	nseq := binary.BigEndian.Uint32(nt[4:8])
+	return nseq == pseq+uint32(len(prev)-hlen)
+}

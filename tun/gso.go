@@ -1,0 +1,143 @@
+package tun
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// GSOKind is what a packet read from an offloading TUN is.
+type GSOKind uint8
+
+const (
+	GSONone  GSOKind = iota // one packet
+	GSOTCPv4                // a TCP/IPv4 super-packet, to be cut into SegmentSize payloads
+	GSOUDPv4                // a UDP/IPv4 super-packet (USO), likewise
+)
+
+// GSO describes a packet as the kernel handed it over (the virtio-net header).
+type GSO struct {
+	Kind GSOKind
+	// SegmentSize is the payload bytes of every segment but the last.
+	SegmentSize int
+	// NeedsCsum says the transport checksum is not done: its field holds
+	// the pseudo-header sum, the rest is the receiver's to add (CHECKSUM_PARTIAL).
+	NeedsCsum  bool
+	CsumStart  int // where the checksummed bytes start (the transport header)
+	CsumOffset int // where, after CsumStart, the checksum field is
+}
+
+// Segment is one packet cut from a super-packet without copying its
+// payload: on the wire it is Head followed by Payload.
+type Segment struct {
+	Head    []byte // IPv4 and transport headers, fixed up for this segment
+	Payload []byte // a slice of the super-packet
+}
+
+// MaxHeader is the most header bytes a segment can have: 60 of IPv4, 60 of TCP.
+const MaxHeader = 120
+
+// MaxSegments is the most segments Split makes of one super-packet; the
+// kernel's TUN never exceeds 64 KiB of payload and an MSS below 1000 is rare,
+// and UDP_SEGMENT takes at most 64 per send.
+const MaxSegments = 64
+
+var errTooManySegments = errors.New("gso: more segments than buffers")
+
+// Split cuts the IPv4 super-packet pkt into segments as the kernel's GSO
+// would, writing each segment's headers into heads (MaxHeader bytes a
+// segment) and returning the segments in out. Payloads are not copied: each
+// is a slice of pkt. Every segment gets a complete IPv4 header checksum and
+// a complete TCP or UDP checksum; the payload of each is summed once.
+func Split(pkt []byte, g GSO, heads []byte, out []Segment) (int, error) {
+	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+		return 0, errors.New("gso: not an IPv4 packet")
+	}
+	ihl := int(pkt[0]&0x0f) * 4
+	if ihl < 20 || ihl > len(pkt) {
+		return 0, errors.New("gso: bad IPv4 header length")
+	}
+	var thl int
+	var proto byte
+	switch g.Kind {
+	case GSOTCPv4:
+		if len(pkt) < ihl+20 {
+			return 0, errors.New("gso: short TCP header")
+		}
+		thl = int(pkt[ihl+12]>>4) * 4
+		proto = 6
+	case GSOUDPv4:
+		thl = 8
+		proto = 17
+	default:
+		return 0, fmt.Errorf("gso: kind %d cannot be split", g.Kind)
+	}
+	if pkt[9] != proto {
+		return 0, fmt.Errorf("gso: protocol %d does not match GSO kind %d", pkt[9], g.Kind)
+	}
+	hlen := ihl + thl
+	if thl < 8 || hlen > len(pkt) || hlen > MaxHeader {
+		return 0, errors.New("gso: bad transport header length")
+	}
+	if g.SegmentSize < 1 {
+		return 0, errors.New("gso: segment size 0")
+	}
+	payload := pkt[hlen:]
+	n := (len(payload) + g.SegmentSize - 1) / g.SegmentSize
+	if n == 0 {
+		n = 1
+	}
+	if n > len(out) || n*MaxHeader > len(heads) {
+		return 0, errTooManySegments
+	}
+	id := binary.BigEndian.Uint16(pkt[4:6])
+	seq := uint32(0)
+	if proto == 6 {
+		seq = binary.BigEndian.Uint32(pkt[ihl+4:])
+	}
+	for k := range n {
+		p := payload[min(k*g.SegmentSize, len(payload)):min((k+1)*g.SegmentSize, len(payload))]
+		h := heads[k*MaxHeader : k*MaxHeader+hlen]
+		copy(h, pkt[:hlen])
+		binary.BigEndian.PutUint16(h[2:4], uint16(hlen+len(p)))
+		binary.BigEndian.PutUint16(h[4:6], id+uint16(k))
+		setIPv4Checksum(h[:ihl])
+		t := h[ihl:]
+		var csumAt int
+		if proto == 6 {
+			binary.BigEndian.PutUint32(t[4:8], seq+uint32(k*g.SegmentSize))
+			if k < n-1 {
+				t[13] &^= 0x09 // FIN and PSH only on the last segment
+			}
+			if k > 0 {
+				t[13] &^= 0x80 // CWR only on the first
+			}
+			csumAt = 16
+		} else {
+			binary.BigEndian.PutUint16(t[4:6], uint16(thl+len(p)))
+			csumAt = 6
+		}
+		t[csumAt], t[csumAt+1] = 0, 0
+		c := ^fold(sum(p, sum(t, pseudoHeader(h, proto, thl+len(p)))))
+		if proto == 17 && c == 0 {
+			c = 0xffff // a UDP checksum of 0 means none
+		}
+		binary.BigEndian.PutUint16(t[csumAt:], c)
+		out[k] = Segment{Head: h, Payload: p}
+	}
+	return n, nil
+}
+
+// Checksum completes the transport checksum of a packet the kernel left
+// partial (GSO.NeedsCsum): the field holds the pseudo-header sum, to which
+// the sum of the bytes from CsumStart is added.
+func Checksum(pkt []byte, g GSO) error {
+	at := g.CsumStart + g.CsumOffset
+	if g.CsumStart < 0 || at+2 > len(pkt) {
+		return errors.New("gso: checksum offset beyond the packet")
+	}
+	// The field's current value (the pseudo-header sum) is part of the sum.
+	c := ^fold(sum(pkt[g.CsumStart:], 0))
+	binary.BigEndian.PutUint16(pkt[at:], c)
+	return nil
+}

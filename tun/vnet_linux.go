@@ -1,0 +1,290 @@
+package tun
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// virtioNetHdrLen is the size of struct virtio_net_hdr, which precedes every
+// packet read from or written to a TUN opened with IFF_VNET_HDR.
+const virtioNetHdrLen = 10
+
+// virtio_net_hdr fields, in the host's byte order.
+const (
+	vnetFlagNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	vnetGSONone       = 0 // VIRTIO_NET_HDR_GSO_NONE
+	vnetGSOTCPv4      = 1 // VIRTIO_NET_HDR_GSO_TCPV4
+	vnetGSOUDPL4      = 5 // VIRTIO_NET_HDR_GSO_UDP_L4
+)
+
+// GSOReader is a Device that can hand over super-packets uncut, so that the
+// caller can send their segments without copying them (see Split).
+type GSOReader interface {
+	// ReadGSO is Read, except that a packet may be a super-packet, described
+	// by gso[i]; a packet with GSO Kind GSONone is complete, its checksum done.
+	// len(gso) must be >= len(bufs), and each buffer must hold 64 KiB past
+	// offset.
+	ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, error)
+}
+
+// vnetQueue is weft's own offloading TUN queue. Reads hand over TCP and UDP
+// super-packets whole (ReadGSO), with the virtio-net header read into the
+// headroom so nothing moves. Writes coalesce runs of TCP segments of one
+// flow into super-packets with writev: the virtio-net header and the
+// rewritten first header come from small buffers of the queue, the payloads
+// stay where they were received. wireguard-go's device instead copies every
+// segment on read and every coalesced payload on write.
+type vnetQueue struct {
+	file  *os.File
+	raw   syscall.RawConn
+	batch int
+
+	wmu   sync.Mutex // guards the rest: Write may be called concurrently
+	iov   []unix.Iovec
+	vhdr  [virtioNetHdrLen]byte
+	head  [MaxHeader]byte
+	runs  []run
+	split []Segment // for Read, which cuts super-packets by copying
+	heads []byte
+	rbuf  []byte
+}
+
+// openVnetQueue opens one queue of the device with IFF_VNET_HDR and turns on
+// checksum and TCP segmentation offloads, and UDP segmentation where the
+// kernel has it (Linux 6.2).
+func openVnetQueue(name string, batch int) (*vnetQueue, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_MULTI_QUEUE)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETIFF with IFF_VNET_HDR: %w", err)
+	}
+	const tcp = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp|unix.TUN_F_USO4|unix.TUN_F_USO6); err != nil {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
+		}
+	}
+	f := os.NewFile(uintptr(fd), "/dev/net/tun")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &vnetQueue{
+		file:  f,
+		raw:   raw,
+		batch: batch,
+		iov:   make([]unix.Iovec, 0, 2+MaxSegments),
+		runs:  make([]run, 0, batch),
+		split: make([]Segment, MaxSegments),
+		heads: make([]byte, MaxSegments*MaxHeader),
+		rbuf:  make([]byte, virtioNetHdrLen+65535),
+	}, nil
+}
+
+func (q *vnetQueue) BatchSize() int { return q.batch }
+
+func (q *vnetQueue) Close() error {
+	err := q.file.Close()
+	if errors.Is(err, os.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// ReadGSO implements GSOReader. It waits once, then drains what is ready.
+func (q *vnetQueue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, error) {
+	if offset < virtioNetHdrLen {
+		return 0, fmt.Errorf("tun: offset %d leaves no room for the virtio-net header", offset)
+	}
+	max := min(len(bufs), q.batch)
+	n := 0
+	var rerr error
+	err := q.raw.Read(func(fd uintptr) bool {
+		for n < max {
+			b := bufs[n][offset-virtioNetHdrLen:]
+			m, err := unix.Read(int(fd), b)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				break
+			}
+			if err != nil {
+				rerr = err
+				return true
+			}
+			if m < virtioNetHdrLen {
+				continue // nothing a TUN hands over; never seen
+			}
+			g, perr := parseVnetHdr(b[:virtioNetHdrLen])
+			if perr != nil {
+				continue
+			}
+			pkt := b[virtioNetHdrLen:m]
+			if g.Kind == GSONone && g.NeedsCsum {
+				if Checksum(pkt, g) != nil {
+					continue
+				}
+				g.NeedsCsum = false
+			}
+			gso[n] = g
+			sizes[n] = len(pkt)
+			n++
+		}
+		return n > 0
+	})
+	if n > 0 {
+		return n, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return 0, rerr
+}
+
+// parseVnetHdr reads a virtio_net_hdr. Only IPv4 GSO kinds are handed on:
+// weft's overlay is IPv4, and the engine drops other packets whole.
+func parseVnetHdr(b []byte) (GSO, error) {
+	g := GSO{
+		NeedsCsum:   b[0]&vnetFlagNeedsCsum != 0,
+		SegmentSize: int(binary.NativeEndian.Uint16(b[4:6])),
+		CsumStart:   int(binary.NativeEndian.Uint16(b[6:8])),
+		CsumOffset:  int(binary.NativeEndian.Uint16(b[8:10])),
+	}
+	switch b[1] &^ 0x80 { // 0x80 is the ECN bit
+	case vnetGSONone:
+		g.Kind = GSONone
+	case vnetGSOTCPv4:
+		g.Kind = GSOTCPv4
+	case vnetGSOUDPL4:
+		g.Kind = GSOUDPv4
+	default:
+		return g, fmt.Errorf("tun: GSO type %d not handled", b[1])
+	}
+	return g, nil
+}
+
+// Read implements Device for callers that want whole packets: super-packets
+// are cut by copying each segment into its own buffer.
+func (q *vnetQueue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	var g [1]GSO
+	var sz [1]int
+	rb := [][]byte{q.rbuf}
+	if _, err := q.ReadGSO(rb, sz[:], g[:], virtioNetHdrLen); err != nil {
+		return 0, err
+	}
+	pkt := q.rbuf[virtioNetHdrLen : virtioNetHdrLen+sz[0]]
+	if g[0].Kind == GSONone {
+		sizes[0] = copy(bufs[0][offset:], pkt)
+		return 1, nil
+	}
+	n, err := Split(pkt, g[0], q.heads, q.split)
+	if err != nil {
+		return 0, err
+	}
+	if n > len(bufs) {
+		return 0, errTooManySegments
+	}
+	for i, s := range q.split[:n] {
+		b := bufs[i][offset:]
+		sizes[i] = copy(b, s.Head) + copy(b[len(s.Head):], s.Payload)
+	}
+	return n, nil
+}
+
+// Write implements Device. offset is ignored: the virtio-net header is an
+// iovec of its own, so packets need no headroom and are never written to.
+func (q *vnetQueue) Write(bufs [][]byte, offset int) (int, error) {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	q.runs = planRuns(bufs, offset, q.runs[:0])
+	written := 0
+	var firstErr error
+	for _, r := range q.runs {
+		err := q.writeRun(bufs[r.start:r.end], offset, r)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADFD) {
+				return written, os.ErrClosed
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		written += r.end - r.start
+	}
+	return written, firstErr
+}
+
+// writeRun writes one packet, or a run of TCP segments as one super-packet.
+func (q *vnetQueue) writeRun(pkts [][]byte, offset int, r run) error {
+	clear(q.vhdr[:])
+	q.iov = q.iov[:0]
+	q.iov = appendIovec(q.iov, q.vhdr[:])
+	if len(pkts) == 1 {
+		q.iov = appendIovec(q.iov, pkts[0][offset:])
+	} else {
+		first := pkts[0][offset:]
+		h := q.head[:r.hlen]
+		copy(h, first[:r.hlen])
+		binary.BigEndian.PutUint16(h[2:4], uint16(r.hlen+r.payload))
+		setIPv4Checksum(h[:r.ihl])
+		// CHECKSUM_PARTIAL: the field holds the pseudo-header sum and the
+		// kernel, or the pod's stack, finishes it.
+		binary.BigEndian.PutUint16(h[r.ihl+16:], fold(pseudoHeader(h, 6, r.hlen-r.ihl+r.payload)))
+		q.vhdr[0] = vnetFlagNeedsCsum
+		q.vhdr[1] = vnetGSOTCPv4
+		binary.NativeEndian.PutUint16(q.vhdr[2:4], uint16(r.hlen))
+		binary.NativeEndian.PutUint16(q.vhdr[4:6], uint16(r.segment))
+		binary.NativeEndian.PutUint16(q.vhdr[6:8], uint16(r.ihl))
+		binary.NativeEndian.PutUint16(q.vhdr[8:10], 16)
+		q.iov = appendIovec(q.iov, h)
+		for _, p := range pkts {
+			q.iov = appendIovec(q.iov, p[offset+r.hlen:])
+		}
+	}
+	var werr error
+	err := q.raw.Write(func(fd uintptr) bool {
+		for {
+			_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&q.iov[0])), uintptr(len(q.iov)))
+			switch e {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // wait until the queue takes more
+			case 0:
+			default:
+				werr = e
+			}
+			return true
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return werr
+}
+
+func appendIovec(iov []unix.Iovec, b []byte) []unix.Iovec {
+	v := unix.Iovec{Base: unsafe.SliceData(b)}
+	v.SetLen(len(b))
+	return append(iov, v)
+}
