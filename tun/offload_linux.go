@@ -3,8 +3,8 @@ package tun
 import (
 	"fmt"
 
-	wgtun "golang.zx2c4.com/wireguard/tun"
 	"golang.org/x/sys/unix"
+	wgtun "golang.zx2c4.com/wireguard/tun"
 )
 
 // openOffloadQueue opens one queue of the device with a virtio-net header
