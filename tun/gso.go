@@ -76,16 +76,22 @@ func Split(pkt []byte, g GSO, heads []byte, out []Segment) (int, error) {
 		return 0, fmt.Errorf("gso: protocol %d does not match GSO kind %d", pkt[9], g.Kind)
 	}
 	hlen := ihl + thl
-	if thl < 8 || hlen > len(pkt) || hlen > MaxHeader {
+	// A TCP data offset below 5 would put the flags and checksum written
+	// below past the header.
+	if thl < 8 || (proto == 6 && thl < 20) || hlen > len(pkt) || hlen > MaxHeader {
 		return 0, errors.New("gso: bad transport header length")
 	}
 	if g.SegmentSize < 1 {
 		return 0, errors.New("gso: segment size 0")
 	}
 	payload := pkt[hlen:]
-	n := (len(payload) + g.SegmentSize - 1) / g.SegmentSize
-	if n == 0 {
-		n = 1
+	if hlen+min(g.SegmentSize, len(payload)) > 65535 {
+		return 0, errors.New("gso: segment larger than an IPv4 packet")
+	}
+	// Rounded up without adding, which overflows for a huge SegmentSize.
+	n := len(payload) / g.SegmentSize
+	if len(payload)%g.SegmentSize != 0 || n == 0 {
+		n++
 	}
 	if n > len(out) || n*MaxHeader > len(heads) {
 		return 0, errTooManySegments
@@ -132,12 +138,18 @@ func Split(pkt []byte, g GSO, heads []byte, out []Segment) (int, error) {
 // partial (GSO.NeedsCsum): the field holds the pseudo-header sum, to which
 // the sum of the bytes from CsumStart is added.
 func Checksum(pkt []byte, g GSO) error {
-	at := g.CsumStart + g.CsumOffset
-	if g.CsumStart < 0 || at+2 > len(pkt) {
+	if g.CsumStart < 0 || g.CsumOffset < 0 || g.CsumStart > len(pkt) ||
+		g.CsumOffset > len(pkt)-g.CsumStart-2 { // no sum that can overflow
 		return errors.New("gso: checksum offset beyond the packet")
 	}
+	at := g.CsumStart + g.CsumOffset
 	// The field's current value (the pseudo-header sum) is part of the sum.
 	c := ^fold(sum(pkt[g.CsumStart:], 0))
+	if c == 0 {
+		// As the kernel's skb_checksum_help (CSUM_MANGLED_0): for UDP a
+		// zero would mean "no checksum"; for TCP ffff is the same number.
+		c = 0xffff
+	}
 	binary.BigEndian.PutUint16(pkt[at:], c)
 	return nil
 }
