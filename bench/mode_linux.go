@@ -93,6 +93,11 @@ func (dp *Dataplane) Close(ctx context.Context) error {
 
 // Modes lists every mode in the order they run in a round: the kernel
 // references first, so that a broken weftd still leaves a useful table.
+//
+// A variant is one more entry: weftdMode("weft-batch", "...", "--batch",
+// "128") for another flag set; for an underlay tweak such as turning GSO
+// off, a Setup that changes the underlay devices with ethtool (undoing it
+// with dp.onClose) and then calls the wrapped mode's Setup.
 var Modes = []Mode{
 	underlayMode,
 	hostGWMode,

@@ -93,7 +93,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"| weft     | 5.00 (2.00–6.00)      | 13.5 (12.0–15.0)       |",
 		"Ratio to underlay",
 		"Ratio to vxlan",
-		"| weft     | 0.5×         |",
+		"| weft     | 0.500×       |",
 		"- weft round 2: tcp-4: iperf3: the server is busy",
 	} {
 		if !strings.Contains(out, want) {
@@ -117,7 +117,7 @@ func TestFormatNumber(t *testing.T) {
 		in   float64
 		want string
 	}{
-		{0, "0"}, {1234.5, "1234"}, {99.94, "99.9"}, {9.414, "9.41"}, {0.01234, "0.0123"},
+		{0, "0"}, {1234.5, "1234"}, {99.94, "99.9"}, {9.414, "9.41"}, {0.01234, "0.0123"}, {0.3, "0.300"}, {0.999, "0.999"},
 		{-2.5, "-2.50"}, {math.NaN(), "–"}, {math.Inf(1), "–"},
 	}
 	for _, tt := range tests {

@@ -61,7 +61,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 
 	res := &Results{
 		Started:  time.Now(),
-		Machine:  describeMachine(ctx, o.Weftd, modes),
+		Machine:  describeMachine(ctx, o.Weftd),
 		Settings: Settings{Rounds: o.Rounds, WorkloadSeconds: o.Workload.Seconds(), Quick: o.Quick},
 		Metrics:  Metrics,
 	}
@@ -198,7 +198,7 @@ func waitReady(ctx context.Context, t *Topology, dp *Dataplane) error {
 }
 
 // describeMachine names the kernel, CPUs and tool versions for the report.
-func describeMachine(ctx context.Context, weftd string, modes []Mode) Machine {
+func describeMachine(ctx context.Context, weftd string) Machine {
 	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = trimOutput(b)
@@ -207,12 +207,11 @@ func describeMachine(ctx context.Context, weftd string, modes []Mode) Machine {
 	if out, err := runCmd(ctx, "iperf3", "--version"); err == nil {
 		m.Iperf3 = firstLine(out)
 	}
-	for _, md := range modes {
-		if md.Name == "weft" || md.Name == "weft-classic" {
-			if out, err := runCmd(ctx, weftd, "--version"); err == nil {
-				m.Weftd = firstLine(out)
-			}
-			break
+	// Ask only a weftd that says it has --version: a binary that ignored
+	// the flag might start forwarding in the machine's own namespace.
+	if known, err := weftdFlags(ctx, weftd); err == nil && known["version"] {
+		if out, err := runCmd(ctx, weftd, "--version"); err == nil {
+			m.Weftd = firstLine(out)
 		}
 	}
 	return m

@@ -97,7 +97,8 @@ func FormatNumber(v float64) string {
 	case a >= 1:
 		return strconv.FormatFloat(v, 'f', 2, 64)
 	default:
-		return strconv.FormatFloat(v, 'g', 3, 64)
+		// Three significant digits, trailing zeros kept: 0.300, 0.0123.
+		return strconv.FormatFloat(v, 'f', 2-int(math.Floor(math.Log10(a))), 64)
 	}
 }
 

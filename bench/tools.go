@@ -13,12 +13,14 @@ import (
 // and the end-to-end tests run.
 var debianPackage = map[string]string{
 	"ip":     "iproute2",
+	"bridge": "iproute2",
 	"ping":   "iputils-ping",
 	"iperf3": "iperf3",
 }
 
-// HarnessTools are the programs a full `weft bench` run needs.
-var HarnessTools = []string{"ip", "ping", "iperf3"}
+// HarnessTools are the programs a full `weft bench` run needs (bridge sets
+// the VXLAN mode's static FDB).
+var HarnessTools = []string{"ip", "bridge", "ping", "iperf3"}
 
 // CheckTools reports which of the named programs are missing from PATH, with
 // the Debian command that installs them. With no names it checks
