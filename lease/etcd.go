@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"sync"
 	"sync/atomic"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -40,6 +41,7 @@ type Etcd struct {
 	e         *embed.Etcd
 	clientURL string
 	closing   *atomic.Bool // quiets etcd's shutdown noise, see etcdLog
+	closeOnce sync.Once
 }
 
 // StartEtcd starts a single-member etcd in this process and returns once it
@@ -122,11 +124,14 @@ func (e *Etcd) ClientURL() string { return e.clientURL }
 // Err reports a failure of the running server; it is closed after Close.
 func (e *Etcd) Err() <-chan error { return e.e.Err() }
 
-// Close stops the server cleanly. Requests still open (watches) get etcd's
-// request timeout (some seconds) to finish, so close clients first.
+// Close stops the server cleanly; later calls do nothing. Requests still open
+// (watches) get etcd's request timeout (some seconds) to finish, so close
+// clients first.
 func (e *Etcd) Close() {
-	e.closing.Store(true)
-	e.e.Close()
+	e.closeOnce.Do(func() {
+		e.closing.Store(true)
+		e.e.Close()
+	})
 }
 
 // freePort asks the kernel for a free loopback port. Another process could

@@ -12,7 +12,8 @@ import (
 // etcdLog carries etcd's own zap logging into weft's slog logger, so that
 // weftd has one log, and demotes etcd's errors to debug once Close has begun:
 // etcd reports its listeners closing as errors ("http: Server closed"), which
-// on a clean stop are no news at all.
+// on a clean stop are no news at all. It also demotes the warnings every start
+// of a single in-process member gives (see benign).
 type etcdLog struct {
 	log     *slog.Logger
 	min     zapcore.Level
@@ -42,7 +43,7 @@ func (c *etcdLog) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Chec
 func (c *etcdLog) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	level := slog.LevelError
 	switch {
-	case c.closing.Load():
+	case c.closing.Load(), benign(e.Message):
 		level = slog.LevelDebug
 	case e.Level <= zapcore.DebugLevel:
 		level = slog.LevelDebug
@@ -56,6 +57,19 @@ func (c *etcdLog) Write(e zapcore.Entry, fields []zapcore.Field) error {
 }
 
 func (c *etcdLog) Sync() error { return nil }
+
+// benign tells the etcd warnings about production set-ups that an embedded
+// member, started by weftd for one host or a demo, always gives and that
+// nobody can act on.
+func benign(msg string) bool {
+	switch msg {
+	case "Running http and grpc server on single port. This is not recommended for production.",
+		// The default auth token; weftd does not turn etcd auth on.
+		"simple token is not cryptographically signed":
+		return true
+	}
+	return false
+}
 
 func attrs(fields []zapcore.Field) []slog.Attr {
 	enc := zapcore.NewMapObjectEncoder()

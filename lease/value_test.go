@@ -104,11 +104,16 @@ func FuzzParseLeaseValue(f *testing.F) {
 		`{"PublicIP":"192.0.2.1","PublicIPv6":null}`,
 		`{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"udp"}`,
 		`{"PublicIP":"192.0.2.2","BackendType":"vxlan","BackendData":{"VNI":1}}`,
-		`{"PublicIP":null}`, `null`,
+		`{"PublicIP":null}`, `null`, `{"PublicIP":"192.0.2.\u0031"}`, `{"PublicIP":"192.0.2.1"}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if q, ok := quickLeaseValue(data); ok {
+			if d, err := decodeLeaseValue(data); err != nil || d != q {
+				t.Fatalf("%q: quick path %v, encoding/json %v, %v", data, q, d, err)
+			}
+		}
 		a, err := parseLeaseValue(data)
 		if err != nil {
 			return

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -91,6 +92,15 @@ func newRouteWatch(r *Registry) *routeWatch {
 // run lists (when needed) and follows the watch until ctx is done. It can be
 // called again on the same routeWatch to resume where it stopped.
 func (w *routeWatch) run(ctx context.Context, out chan<- Batch) {
+	// The client re-connects a broken watch by itself, silently, and even
+	// creating a watch blocks while etcd is away: the probe, beside the watch,
+	// is what notices that etcd is gone while the subnets do not change.
+	pctx, stop := context.WithCancel(ctx)
+	var probing sync.WaitGroup
+	probing.Go(func() { w.r.probeEvery(pctx, w.r.opts.ProbeInterval) })
+	defer probing.Wait()
+	defer stop()
+
 	b := w.r.backoff(w.r.opts.retryMax)
 	for ctx.Err() == nil {
 		if w.rev == 0 {
@@ -139,16 +149,10 @@ func (w *routeWatch) follow(ctx context.Context, out chan<- Batch) (progressed b
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := r.cli.Watch(wctx, r.subnetsDir(), clientv3.WithPrefix(), clientv3.WithRev(w.rev))
-	// The client re-connects a broken watch by itself, silently; the probe is
-	// what notices that etcd is gone while the subnets do not change.
-	probe := time.NewTicker(r.opts.ProbeInterval)
-	defer probe.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return progressed, nil
-		case <-probe.C:
-			r.probe(ctx)
 		case resp, ok := <-wch:
 			if !ok {
 				if ctx.Err() != nil {
@@ -185,18 +189,28 @@ func (w *routeWatch) follow(ctx context.Context, out chan<- Batch) (progressed b
 	}
 }
 
-// probe asks etcd a trivial linearizable question, so that Connected follows
-// reality while the watch has nothing to say.
-func (r *Registry) probe(ctx context.Context) {
-	rctx, cancel := r.request(ctx)
-	defer cancel()
-	_, err := r.cli.Get(rctx, r.configKey(), clientv3.WithCountOnly())
-	r.observe(ctx, err)
+// probeEvery asks etcd a trivial linearizable question every interval until
+// ctx is done, so that Connected follows reality while the watch has nothing
+// to say.
+func (r *Registry) probeEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rctx, cancel := r.request(ctx)
+			_, err := r.cli.Get(rctx, r.configKey(), clientv3.WithCountOnly())
+			cancel()
+			r.observe(ctx, err)
+		}
+	}
 }
 
 // apply turns watch events into route changes and updates the table.
 func (w *routeWatch) apply(events []*clientv3.Event) []Route {
-	var routes []Route
+	routes := make([]Route, 0, len(events))
 	for _, ev := range events {
 		if ev.Type == mvccpb.DELETE {
 			key := string(ev.Kv.Key)
