@@ -20,7 +20,8 @@ const maxSuperPacket = 65535
 // addresses, ports, TOS, TTL and header bytes (options included) but for
 // sequence number, IP ID and checksums; sequence numbers contiguous; every
 // segment full size but the last; ACK alone on all but the last, which may
-// add PSH.
+// add PSH; TCP checksums valid, for the kernel makes the super-packet's anew
+// and would hide a corrupt segment.
 func planRuns(bufs [][]byte, offset int, runs []run) []run {
 	for i := 0; i < len(bufs); {
 		r := run{start: i, end: i + 1}
@@ -33,7 +34,8 @@ func planRuns(bufs [][]byte, offset int, runs []run) []run {
 				next := bufs[j][offset:]
 				_, nh, np, ok := tcpSegment(next)
 				if !ok || nh != hlen || np == 0 || np > r.segment ||
-					hlen+r.payload+np > maxSuperPacket || !follows(prev, next, ihl, hlen) {
+					hlen+r.payload+np > maxSuperPacket || !follows(prev, next, ihl, hlen) ||
+					!tcpChecksumOK(next, ihl) || (j == i+1 && !tcpChecksumOK(first, ihl)) {
 					break
 				}
 				r.end = j + 1
@@ -48,6 +50,23 @@ func planRuns(bufs [][]byte, offset int, runs []run) []run {
 		i = r.end
 	}
 	return runs
+}
+
+// header writes into h the headers of the super-packet that stands for the
+// run r, whose first and last segments are first and last, and returns
+// h[:r.hlen]: the first segment's headers with the run's total length, the
+// last segment's PSH (as tcp_gro_receive: the kernel's GSO puts it back on
+// the last segment only), a fresh IPv4 header checksum, and in the TCP
+// checksum field the pseudo-header sum (CHECKSUM_PARTIAL: the kernel, or
+// the pod's stack, finishes it).
+func (r run) header(h, first, last []byte) []byte {
+	h = h[:r.hlen]
+	copy(h, first[:r.hlen])
+	binary.BigEndian.PutUint16(h[2:4], uint16(r.hlen+r.payload))
+	h[r.ihl+13] |= last[r.ihl+13] & tcpPSH
+	setIPv4Checksum(h[:r.ihl])
+	binary.BigEndian.PutUint16(h[r.ihl+16:], fold(pseudoHeader(h, 6, r.hlen-r.ihl+r.payload)))
+	return h
 }
 
 const (
@@ -75,10 +94,15 @@ func tcpSegment(p []byte) (ihl, hlen, plen int, ok bool) {
 	return 20, 20 + thl, len(p) - 20 - thl, true
 }
 
+// tcpChecksumOK reports whether the TCP checksum of the segment p is right.
+func tcpChecksumOK(p []byte, ihl int) bool {
+	return fold(sum(p[ihl:], pseudoHeader(p, 6, len(p)-ihl))) == 0xffff
+}
+
 // follows reports whether next continues prev's flow right where prev ends.
 func follows(prev, next []byte, ihl, hlen int) bool {
 	if prev[1] != next[1] || prev[8] != next[8] || // TOS, TTL
-		prev[6]&0x40 != next[6]&0x40 || // DF
+		prev[6]&0xc0 != next[6]&0xc0 || // DF and the reserved flag
 		string(prev[12:20]) != string(next[12:20]) { // addresses
 		return false
 	}

@@ -242,14 +242,7 @@ func (q *vnetQueue) writeRun(pkts [][]byte, offset int, r run) error {
 	if len(pkts) == 1 {
 		q.iov = appendIovec(q.iov, pkts[0][offset:])
 	} else {
-		first := pkts[0][offset:]
-		h := q.head[:r.hlen]
-		copy(h, first[:r.hlen])
-		binary.BigEndian.PutUint16(h[2:4], uint16(r.hlen+r.payload))
-		setIPv4Checksum(h[:r.ihl])
-		// CHECKSUM_PARTIAL: the field holds the pseudo-header sum and the
-		// kernel, or the pod's stack, finishes it.
-		binary.BigEndian.PutUint16(h[r.ihl+16:], fold(pseudoHeader(h, 6, r.hlen-r.ihl+r.payload)))
+		h := r.header(q.head[:], pkts[0][offset:], pkts[len(pkts)-1][offset:])
 		q.vhdr[0] = vnetFlagNeedsCsum
 		q.vhdr[1] = vnetGSOTCPv4
 		binary.NativeEndian.PutUint16(q.vhdr[2:4], uint16(r.hlen))
