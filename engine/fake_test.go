@@ -41,7 +41,8 @@ type fakeDevice struct {
 	refuse func(pkt []byte) bool
 
 	mu        sync.Mutex
-	readAt    []*byte // where the last Read put each packet
+	readAt    []*byte  // where the last Read put each packet
+	readBuf   [][]byte // and the buffers it put them in, from there on
 	written   [][]byte
 	writtenAt []*byte
 	writes    int // Write calls
@@ -72,10 +73,11 @@ func (d *fakeDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := min(len(r.pkts), len(bufs), d.batch)
-	d.readAt = d.readAt[:0]
+	d.readAt, d.readBuf = d.readAt[:0], d.readBuf[:0]
 	for i, p := range r.pkts[:n] {
 		sizes[i] = copy(bufs[i][offset:], p)
 		d.readAt = append(d.readAt, &bufs[i][offset])
+		d.readBuf = append(d.readBuf, bufs[i][offset:])
 	}
 	return n, nil
 }
@@ -132,9 +134,10 @@ type connRead struct {
 
 // sentDatagram is a datagram a fakeConn was asked to send.
 type sentDatagram struct {
-	data []byte // a copy
+	data []byte // a copy of Head and Buf
+	head int    // how much of data was Head
 	to   netip.AddrPort
-	at   *byte // where the payload was in the caller's memory
+	at   *byte // where Buf was in the caller's memory (nil if empty)
 }
 
 // fakeConn is an encap.Conn. Each ReadBatch takes one batch pushed with push
@@ -147,6 +150,9 @@ type fakeConn struct {
 	isShut atomic.Bool
 
 	refuse func(m encap.Message) bool
+	// own, if set, makes ReadBatch receive into these buffers of its own and
+	// point each message at them, as encap does with Options.ZeroCopy.
+	own [][]byte
 
 	mu     sync.Mutex
 	readAt []*byte
@@ -180,6 +186,9 @@ func (c *fakeConn) ReadBatch(msgs []encap.Message) (int, error) {
 	c.readAt = c.readAt[:0]
 	for i, d := range r.dgrams[:n] {
 		m := &msgs[i]
+		if c.own != nil {
+			m.Buf = c.own[i]
+		}
 		m.N = copy(m.Buf, d.data)
 		m.Truncated = d.truncated || len(d.data) > len(m.Buf)
 		m.Addr = d.from
@@ -199,7 +208,11 @@ func (c *fakeConn) WriteBatch(msgs []encap.Message) (int, error) {
 		if c.refuse != nil && c.refuse(m) {
 			return i, errRefused
 		}
-		c.sent = append(c.sent, sentDatagram{data: append([]byte(nil), m.Buf...), to: m.Addr, at: &m.Buf[0]})
+		d := sentDatagram{data: append(append([]byte(nil), m.Head...), m.Buf...), head: len(m.Head), to: m.Addr}
+		if len(m.Buf) > 0 {
+			d.at = &m.Buf[0]
+		}
+		c.sent = append(c.sent, d)
 	}
 	return len(msgs), nil
 }

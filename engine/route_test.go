@@ -192,6 +192,35 @@ func checkTable(t *testing.T, tbl *Table, want bruteTable, addrs []uint32, peers
 			t.Fatalf("IsPeer(%v) = %v, want %v", p.Addr(), got, w)
 		}
 	}
+	checkTrie(t, tbl)
+}
+
+// checkTrie checks what the API cannot show: every route sits in the node
+// of its last significant octet, and removals leave no empty node behind.
+func checkTrie(t *testing.T, tbl *Table) {
+	t.Helper()
+	var walk func(n *node, depth int, path [4]byte)
+	walk = func(n *node, depth int, path [4]byte) {
+		if depth > 0 && n.empty() {
+			t.Fatalf("empty node left at %v/%d", netip.AddrFrom4(path), 8*depth)
+		}
+		for _, r := range n.routes {
+			a := r.Subnet.Addr().As4()
+			if max(0, (r.Subnet.Bits()-1)/8) != depth || string(a[:depth]) != string(path[:depth]) {
+				t.Fatalf("route %v stored at depth %d under %v", r.Subnet, depth, netip.AddrFrom4(path))
+			}
+		}
+		for b, c := range n.child {
+			if c != nil {
+				next := path
+				next[depth] = byte(b)
+				walk(c, depth+1, next)
+			}
+		}
+	}
+	if tbl.root != nil {
+		walk(tbl.root, 0, [4]byte{})
+	}
 }
 
 func TestLookupMatchesBruteForce(t *testing.T) {
