@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/engine"
+	"github.com/weft-dev/weft/lease"
 )
 
 // config is weftd's command line, checked. Flags are named as flanneld's
@@ -32,7 +35,16 @@ type config struct {
 	network netip.Prefix
 	subnet  netip.Prefix
 	peers   []engine.Route
+
+	// Cluster mode: the subnet is leased in etcd, the peers watched there.
+	etcd               lease.Options
+	embeddedEtcd       string // data dir of an in-process etcd, or ""
+	embeddedEtcdListen string
+	subnetFile         string
 }
+
+// static reports whether weftd runs without etcd, on given subnets.
+func (c *config) static() bool { return c.subnet.IsValid() }
 
 // peerFlags collects repeated --peer SUBNET=IP[:PORT] values.
 type peerFlags []string
@@ -54,6 +66,8 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 		c                         config
 		publicIP, network, subnet string
 		peers                     peerFlags
+		endpoints                 string
+		renewMargin               int
 	)
 	fs.StringVar(&c.iface, "iface", "", "underlay interface `NAME or IP` (default: the interface holding --public-ip, else that of the default route)")
 	fs.StringVar(&publicIP, "public-ip", "", "`IP` peers send to (default: the address of --iface)")
@@ -65,7 +79,18 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.BoolVar(&c.zeroCopy, "zero-copy", true, "with offloads, cut and coalesce super-packets without copying (false: wireguard-go's copying offload device)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9465", "`address` serving /metrics, /healthz and /readyz (empty: none)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&network, "network", "", "static mode: the overlay `CIDR`, e.g. 100.96.0.0/16")
+	fs.StringVar(&endpoints, "etcd-endpoints", lease.DefaultEndpoint, "comma-separated etcd `URLs`")
+	fs.StringVar(&c.etcd.Prefix, "etcd-prefix", lease.DefaultPrefix, "etcd `prefix` of the network config and the subnet leases")
+	fs.StringVar(&c.etcd.CAFile, "etcd-cafile", "", "`file` of the CA that signs the etcd servers' certificates")
+	fs.StringVar(&c.etcd.CertFile, "etcd-certfile", "", "client certificate `file` for etcd")
+	fs.StringVar(&c.etcd.KeyFile, "etcd-keyfile", "", "client key `file` for etcd")
+	fs.StringVar(&c.etcd.Username, "etcd-username", "", "etcd `user`")
+	fs.StringVar(&c.etcd.Password, "etcd-password", "", "etcd `password`")
+	fs.StringVar(&c.embeddedEtcd, "embedded-etcd", "", "run a single-member etcd in weftd with its data in `DIR` (a single host or a lab)")
+	fs.StringVar(&c.embeddedEtcdListen, "embedded-etcd-listen", lease.DefaultEndpoint, "`URL` the embedded etcd serves clients on")
+	fs.StringVar(&c.subnetFile, "subnet-file", lease.DefaultSubnetFile, "`path` of the subnet.env written for flannel's CNI plugin")
+	fs.IntVar(&renewMargin, "subnet-lease-renew-margin", 60, "renew the subnet lease this many `minutes` before it expires")
+	fs.StringVar(&network, "network", "", "static mode: the overlay `CIDR`, e.g. 100.96.0.0/16; with --embedded-etcd: the network of the default config (default 100.96.0.0/16)")
 	fs.StringVar(&subnet, "subnet", "", "static mode: this host's `CIDR`, e.g. 100.96.1.0/24")
 	fs.Var(&peers, "peer", "static mode: a peer as `SUBNET=IP[:PORT]` (repeatable)")
 	fs.Usage = func() {
@@ -101,13 +126,102 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	if envErr != nil {
 		return nil, envErr
 	}
-	if err := c.check(publicIP, network, subnet, peers); err != nil {
+	if subnet != "" {
+		for _, f := range []string{"etcd-endpoints", "etcd-prefix", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "embedded-etcd", "embedded-etcd-listen", "subnet-lease-renew-margin"} {
+			if given[f] {
+				return nil, fmt.Errorf("--%s: static mode (--subnet) uses no etcd", f)
+			}
+		}
+		if err := c.check(publicIP, network, subnet, peers); err != nil {
+			return nil, err
+		}
+		return &c, nil
+	}
+	if err := c.checkCluster(publicIP, network, endpoints, renewMargin, peers); err != nil {
 		return nil, err
+	}
+	if c.embeddedEtcd != "" && !given["etcd-endpoints"] {
+		c.etcd.Endpoints = nil // the embedded etcd's own address
 	}
 	return &c, nil
 }
 
+// checkCluster checks the flags of cluster mode (subnet leased in etcd).
+func (c *config) checkCluster(publicIP, network, endpoints string, renewMargin int, peers []string) error {
+	if len(peers) > 0 {
+		return errors.New("--peer: only in static mode, with --subnet")
+	}
+	if err := c.checkCommon(publicIP); err != nil {
+		return err
+	}
+	for _, ep := range strings.Split(endpoints, ",") {
+		u, err := url.Parse(strings.TrimSpace(ep))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--etcd-endpoints %q: %q is not an http:// or https:// URL", endpoints, ep)
+		}
+		c.etcd.Endpoints = append(c.etcd.Endpoints, strings.TrimSpace(ep))
+	}
+	if (c.etcd.CertFile == "") != (c.etcd.KeyFile == "") {
+		return errors.New("--etcd-certfile and --etcd-keyfile go together")
+	}
+	if renewMargin < 1 || renewMargin >= 24*60 {
+		return fmt.Errorf("--subnet-lease-renew-margin %d: out of range 1-1439 minutes (the lease lasts 24 h)", renewMargin)
+	}
+	c.etcd.RenewMargin = time.Duration(renewMargin) * time.Minute
+	if c.subnetFile == "" {
+		return errors.New("--subnet-file: empty")
+	}
+	if c.embeddedEtcd == "" {
+		if network != "" {
+			return errors.New("--network: only with --subnet (static mode) or --embedded-etcd (the network of the default config it writes)")
+		}
+		return nil
+	}
+	u, err := url.Parse(c.embeddedEtcdListen)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("--embedded-etcd-listen %q: not an http:// URL", c.embeddedEtcdListen)
+	}
+	if network == "" {
+		network = "100.96.0.0/16"
+	}
+	c.network, err = parsePrefix4("--network", network)
+	return err
+}
+
 func (c *config) check(publicIP, network, subnet string, peers []string) error {
+	if err := c.checkCommon(publicIP); err != nil {
+		return err
+	}
+	var err error
+	if network == "" {
+		return errors.New("--network: required with --subnet (static mode)")
+	}
+	if c.network, err = parsePrefix4("--network", network); err != nil {
+		return err
+	}
+	if c.subnet, err = parsePrefix4("--subnet", subnet); err != nil {
+		return err
+	}
+	if !within(c.subnet, c.network) {
+		return fmt.Errorf("--subnet %v: not inside --network %v", c.subnet, c.network)
+	}
+	seen := map[netip.Prefix]bool{}
+	for _, p := range peers {
+		r, err := c.parsePeer(p)
+		if err != nil {
+			return err
+		}
+		if seen[r.Subnet] {
+			return fmt.Errorf("--peer %q: subnet %v given twice", p, r.Subnet)
+		}
+		seen[r.Subnet] = true
+		c.peers = append(c.peers, r)
+	}
+	return nil
+}
+
+// checkCommon checks the flags of both modes.
+func (c *config) checkCommon(publicIP string) error {
 	var err error
 	if publicIP != "" {
 		if c.publicIP, err = netip.ParseAddr(publicIP); err != nil || !c.publicIP.Is4() {
@@ -133,33 +247,6 @@ func (c *config) check(publicIP, network, subnet string, peers []string) error {
 	}
 	if _, err := parseLogLevel(c.logLevel); err != nil {
 		return err
-	}
-	if network == "" {
-		return errors.New("--network: required (static mode needs --network, --subnet and --peer)")
-	}
-	if c.network, err = parsePrefix4("--network", network); err != nil {
-		return err
-	}
-	if subnet == "" {
-		return errors.New("--subnet: required with --network")
-	}
-	if c.subnet, err = parsePrefix4("--subnet", subnet); err != nil {
-		return err
-	}
-	if !within(c.subnet, c.network) {
-		return fmt.Errorf("--subnet %v: not inside --network %v", c.subnet, c.network)
-	}
-	seen := map[netip.Prefix]bool{}
-	for _, p := range peers {
-		r, err := c.parsePeer(p)
-		if err != nil {
-			return err
-		}
-		if seen[r.Subnet] {
-			return fmt.Errorf("--peer %q: subnet %v given twice", p, r.Subnet)
-		}
-		seen[r.Subnet] = true
-		c.peers = append(c.peers, r)
 	}
 	return nil
 }

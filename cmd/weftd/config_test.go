@@ -47,7 +47,35 @@ func TestParseFlags(t *testing.T) {
 			}},
 		{name: "bad environment value", args: base, env: map[string]string{"WEFTD_WORKERS": "many"}, wantErr: `WEFTD_WORKERS="many"`},
 		{name: "missing network", args: []string{"--subnet", "100.96.1.0/24"}, wantErr: "--network: required"},
-		{name: "missing subnet", args: []string{"--network", "100.96.0.0/16"}, wantErr: "--subnet: required"},
+		{name: "network without subnet or embedded etcd", args: []string{"--network", "100.96.0.0/16"}, wantErr: "--network: only with --subnet"},
+		{name: "cluster mode defaults", args: nil, check: func(t *testing.T, c *config) {
+			if c.static() || len(c.etcd.Endpoints) != 1 || c.etcd.Endpoints[0] != "http://127.0.0.1:2379" ||
+				c.etcd.Prefix != "/coreos.com/network" || c.subnetFile != "/run/flannel/subnet.env" || c.etcd.RenewMargin.Minutes() != 60 {
+				t.Errorf("config %+v", c)
+			}
+		}},
+		{name: "cluster mode endpoints", args: []string{"--etcd-endpoints", "http://192.0.2.1:2379, https://192.0.2.2:2379"}, check: func(t *testing.T, c *config) {
+			if len(c.etcd.Endpoints) != 2 || c.etcd.Endpoints[1] != "https://192.0.2.2:2379" {
+				t.Errorf("endpoints %q", c.etcd.Endpoints)
+			}
+		}},
+		{name: "embedded etcd", args: []string{"--embedded-etcd", "/var/lib/weft/etcd"}, check: func(t *testing.T, c *config) {
+			if c.network.String() != "100.96.0.0/16" || c.etcd.Endpoints != nil || c.embeddedEtcdListen != "http://127.0.0.1:2379" {
+				t.Errorf("config %+v", c)
+			}
+		}},
+		{name: "embedded etcd network", args: []string{"--embedded-etcd", "d", "--network", "100.64.0.0/12"}, check: func(t *testing.T, c *config) {
+			if c.network.String() != "100.64.0.0/12" {
+				t.Errorf("network %v", c.network)
+			}
+		}},
+		{name: "bad endpoint", args: []string{"--etcd-endpoints", "192.0.2.1:2379"}, wantErr: `--etcd-endpoints "192.0.2.1:2379"`},
+		{name: "cert without key", args: []string{"--etcd-certfile", "c.pem"}, wantErr: "--etcd-certfile and --etcd-keyfile go together"},
+		{name: "renew margin", args: []string{"--subnet-lease-renew-margin", "0"}, wantErr: "--subnet-lease-renew-margin 0"},
+		{name: "renew margin past the TTL", args: []string{"--subnet-lease-renew-margin", "1440"}, wantErr: "out of range 1-1439"},
+		{name: "bad embedded listen", args: []string{"--embedded-etcd", "d", "--embedded-etcd-listen", "127.0.0.1:2379"}, wantErr: "--embedded-etcd-listen"},
+		{name: "peer in cluster mode", args: []string{"--peer", "100.96.2.0/24=192.0.2.2"}, wantErr: "--peer: only in static mode"},
+		{name: "etcd flag in static mode", args: append(base, "--etcd-endpoints", "http://192.0.2.1:2379"), wantErr: "--etcd-endpoints: static mode (--subnet) uses no etcd"},
 		{name: "bad network", args: []string{"--network", "100.96.0.0/33", "--subnet", "100.96.1.0/24"}, wantErr: `--network "100.96.0.0/33"`},
 		{name: "ipv6 network", args: []string{"--network", "fd00::/64", "--subnet", "100.96.1.0/24"}, wantErr: `--network "fd00::/64": not an IPv4 CIDR`},
 		{name: "host bits", args: []string{"--network", "100.96.0.0/16", "--subnet", "100.96.1.1/24"}, wantErr: "did you mean 100.96.1.0/24"},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/engine"
+	"github.com/weft-dev/weft/lease"
 	"github.com/weft-dev/weft/tun"
 )
 
@@ -44,14 +45,28 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var readyFn func()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+
+	// This host's network, subnet and port: given (static mode) or leased.
+	network, subnet, port := cfg.network, cfg.subnet, cfg.port
+	var cl *cluster
+	if !cfg.static() {
+		if cl, err = joinCluster(ctx, cfg, ul.publicIP, log); err != nil {
+			return err
+		}
+		defer cl.close()
+		network, subnet, port = cl.cfg.Network, cl.lease.Subnet, int(cl.cfg.Port)
+		go cl.keep(ctx, stop)
+	}
+
 	mtu := ul.mtu - encap.Overhead
 	tcfg := tun.Config{
 		Name:     cfg.tunName,
 		Queues:   cfg.workers,
 		MTU:      mtu,
-		Addr:     cfg.subnet.Addr(),
-		Network:  cfg.network,
+		Addr:     subnet.Addr(),
+		Network:  network,
 		Batch:    cfg.batch,
 		Offload:  cfg.offload != "off",
 		ZeroCopy: cfg.zeroCopy,
@@ -71,7 +86,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 	}()
 
-	ecfg := engine.Config{Subnet: cfg.subnet, BatchSize: cfg.batch, MaxPacket: mtu}
+	ecfg := engine.Config{Subnet: subnet, BatchSize: cfg.batch, MaxPacket: mtu}
 	switch {
 	case tcfg.Offload && tcfg.ZeroCopy:
 		ecfg.ZeroCopy = true
@@ -87,6 +102,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	eng.SetRoutes(table)
+	ready := func() {}
 	if cfg.metricsAddr != "" {
 		mon, err := startMonitor(cfg.metricsAddr, eng, log)
 		if err != nil {
@@ -94,7 +110,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		defer mon.close()
 		defer mon.setReady(false)
-		readyFn = func() { mon.setReady(true) }
+		ready = func() { mon.setReady(true) }
 	}
 
 	queues := make([]engine.Queue, 0, cfg.workers)
@@ -106,7 +122,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	uopts := encap.Options{Batch: cfg.batch, GSO: tcfg.Offload, GRO: tcfg.Offload, ZeroCopy: ecfg.ZeroCopy}
 	var gso, gro bool
 	for i := range cfg.workers {
-		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(cfg.port)), uopts)
+		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(port)), uopts)
 		if err != nil {
 			return err
 		}
@@ -117,15 +133,26 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return fmt.Errorf("--offload on: the kernel refused UDP segmentation (gso=%v) or receive offload (gro=%v)", gso, gro)
 	}
 	log.Info("forwarding",
-		"tun", link.Name(), "mtu", mtu, "subnet", cfg.subnet, "network", cfg.network,
-		"underlay", ul.name, "public_ip", ul.publicIP, "port", cfg.port,
+		"tun", link.Name(), "mtu", mtu, "subnet", subnet, "network", network,
+		"underlay", ul.name, "public_ip", ul.publicIP, "port", port,
 		"workers", cfg.workers, "batch", cfg.batch,
-		"tun_offload", tcfg.Offload, "zero_copy", ecfg.ZeroCopy, "udp_gso", gso, "udp_gro", gro, "peers", table.Len())
-	if readyFn != nil {
-		readyFn()
+		"tun_offload", tcfg.Offload, "zero_copy", ecfg.ZeroCopy, "udp_gso", gso, "udp_gro", gro)
+	if cl == nil {
+		ready() // static routes are in
+	} else {
+		// flannel's CNI plugin reads the subnet file; write it once the
+		// device is up, as flanneld does.
+		sf := lease.SubnetFile{Network: network, Subnet: subnet, MTU: mtu}
+		if err := lease.WriteSubnetFile(cfg.subnetFile, sf); err != nil {
+			return err
+		}
+		go cl.feedRoutes(ctx, eng, ready)
 	}
 	err = eng.Run(ctx, queues)
 	log.Info("shutting down", "tun", link.Name())
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause // the lease was lost
+	}
 	return err
 }
 
