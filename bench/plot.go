@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -98,13 +99,13 @@ func (r *Results) PlotThroughput(dir, base string) ([]string, error) {
 	return files, nil
 }
 
-// linearTicks labels about five round values (1, 2 or 5 times a power of
+// linearTicks labels five to ten round values (1, 2 or 5 times a power of
 // ten apart); gonum's default labels only two or three on a short axis.
 func linearTicks(lo, hi float64) []plot.Tick {
 	if hi <= lo {
 		return nil
 	}
-	raw := (hi - lo) / 5
+	raw := (hi - lo) / 6
 	step := math.Pow(10, math.Floor(math.Log10(raw)))
 	for _, m := range []float64{1, 2, 5, 10} {
 		if m*step >= raw {
@@ -112,9 +113,12 @@ func linearTicks(lo, hi float64) []plot.Tick {
 			break
 		}
 	}
+	// As many decimals as the step has, so 0.1+0.2 prints as 0.3.
+	decimals := max(0, -int(math.Floor(math.Log10(step))))
 	var ticks []plot.Tick
-	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
-		ticks = append(ticks, plot.Tick{Value: v, Label: FormatNumber(v)})
+	for i := math.Ceil(lo / step); i*step <= hi+step*1e-9; i++ {
+		v := i * step
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', decimals, 64)})
 	}
 	return ticks
 }
