@@ -271,7 +271,9 @@ func (q *vnetQueue) writeRun(pkts [][]byte, offset int, r run) error {
 		}
 	})
 	if err != nil {
-		return err
+		// The poller fails only on a closed file (no deadline is ever set),
+		// with internal/poll's error, which is not os.ErrClosed.
+		return os.ErrClosed
 	}
 	return werr
 }
