@@ -141,8 +141,8 @@ func TestVnetReadGSO(t *testing.T) {
 	kernelSend(t, k, vnetHdr(1, 0, 0, 0, 20, 6), udp)
 	kernelSend(t, k, vnetHdr(1, 0x81, 52, 1448, 20, 16), sc.pkt)
 	kernelSend(t, k, vnetHdr(1, 4, 72, 1428, 40, 16), make([]byte, 100)) // TCPv6: skipped
-	kernelSend(t, k, []byte{1, 2, 3})                                      // shorter than the header: skipped
-	kernelSend(t, k, vnetHdr(1, 0, 0, 0, 20, 30), whole)                   // checksum offset past the packet: skipped
+	kernelSend(t, k, []byte{1, 2, 3})                                    // shorter than the header: skipped
+	kernelSend(t, k, vnetHdr(1, 0, 0, 0, 20, 30), whole)                 // checksum offset past the packet: skipped
 	kernelSend(t, k, vnetHdr(0, 0, 0, 0, 0, 0), whole)
 
 	bufs := newBufs(8)
