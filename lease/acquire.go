@@ -1,11 +1,13 @@
 package lease
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -150,10 +152,11 @@ func (r *Registry) tryAcquire(ctx context.Context, cfg Config, publicIP netip.Ad
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range entries {
-		if e.err != nil || e.publicIP != publicIP {
-			continue
-		}
+	mine := slices.DeleteFunc(slices.Clone(entries), func(e entry) bool { return e.err != nil || e.publicIP != publicIP })
+	// Reservations (lease 0) first: an operator's word beats a lease left
+	// from before.
+	slices.SortStableFunc(mine, func(a, b entry) int { return cmp.Compare(a.lease, b.lease) })
+	for _, e := range mine {
 		switch {
 		case !cfg.Fits(e.subnet) && e.lease == 0:
 			r.log.Warn("a reservation carries our PublicIP but does not fit the network config; leaving it alone",

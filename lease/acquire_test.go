@@ -505,3 +505,38 @@ func TestOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestAcquirePrefersReservation(t *testing.T) {
+	e := startEtcd(t)
+	r := openRegistry(t, testOptions(t, e.ClientURL()))
+	mustPut(t, r.cli, r.configKey(), testConfig)
+	// A lease left from before, listed first, and a reservation made since.
+	mustPut(t, r.cli, r.subnetKey(pfx("100.96.1.0/24")), leaseValue(ip("192.0.2.1")), clientv3.WithLease(mustGrant(t, r.cli, 600)))
+	mustPut(t, r.cli, r.subnetKey(pfx("100.96.9.0/24")), leaseValue(ip("192.0.2.1")))
+	cfg, err := r.Config(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := r.Acquire(t.Context(), cfg, ip("192.0.2.1"), netip.Prefix{})
+	if err != nil || l.Subnet != pfx("100.96.9.0/24") || l.Origin != OriginReservation {
+		t.Errorf("Acquire = %+v, %v; want the reservation 100.96.9.0/24", l, err)
+	}
+}
+
+func TestPrefixKeys(t *testing.T) {
+	for _, tc := range []struct{ prefix, config, subnet string }{
+		{"", "/coreos.com/network/config", "/coreos.com/network/subnets/10.0.1.0-24"},
+		{"/coreos.com/network/", "/coreos.com/network/config", "/coreos.com/network/subnets/10.0.1.0-24"},
+		{"/weft", "/weft/config", "/weft/subnets/10.0.1.0-24"},
+		{"coreos.com/network", "coreos.com/network/config", "coreos.com/network/subnets/10.0.1.0-24"}, // as flannel's path.Join
+	} {
+		o := Options{Prefix: tc.prefix}
+		if err := o.setDefaults(); err != nil {
+			t.Fatal(err)
+		}
+		r := newRegistry(nil, o)
+		if r.configKey() != tc.config || r.subnetKey(pfx("10.0.1.0/24")) != tc.subnet {
+			t.Errorf("prefix %q: keys %q, %q; want %q, %q", tc.prefix, r.configKey(), r.subnetKey(pfx("10.0.1.0/24")), tc.config, tc.subnet)
+		}
+	}
+}

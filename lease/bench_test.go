@@ -15,7 +15,7 @@ import (
 // update, route slice. It reports the cost per route.
 func BenchmarkRoutesFromPuts(b *testing.B) {
 	const n = 10000
-	r := &Registry{opts: Options{Prefix: DefaultPrefix}, log: slog.New(slog.DiscardHandler)}
+	r := newRegistry(nil, Options{Prefix: DefaultPrefix, Logger: slog.New(slog.DiscardHandler)})
 	events := make([]*clientv3.Event, n)
 	for i := range n {
 		subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)

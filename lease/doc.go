@@ -10,12 +10,19 @@
 // A typical host (what cmd/weftd does):
 //
 //	reg, err := lease.Open(lease.Options{Endpoints: eps, Logger: log})
-//	cfg, err := reg.WaitConfig(ctx)              // blocks until <prefix>/config exists
-//	prev, _ := lease.ReadSubnetFile(path)       // previous subnet, if any
-//	l, err := reg.Acquire(ctx, cfg, publicIP, prev.Subnet)
-//	go l.Keep(ctx)                               // renews; never revokes
-//	err = lease.WriteSubnetFile(path, lease.SubnetFile{...})
-//	for b := range reg.WatchRoutes(ctx) { apply(b.Routes) }
+//	cfg, err := reg.WaitConfig(ctx)                 // until <prefix>/config exists
+//	prev, _ := lease.PreviousSubnet(subnetFile)     // zero Prefix if none
+//	l, err := reg.Acquire(ctx, cfg, publicIP, prev) // l.Origin says how
+//	go l.Keep(ctx)                                  // renews; never revokes
+//	err = lease.WriteSubnetFile(subnetFile, lease.SubnetFile{
+//		Network: cfg.Network, Subnet: l.Subnet, MTU: mtu, IPMasq: ipMasq})
+//	for b := range reg.WatchRoutes(ctx) {           // the full table first
+//		apply(b.Routes)
+//	}
+//
+// reg.Connected, reg.Malformed and l.Expiry are there for health checks and
+// metrics. With --embedded-etcd, StartEtcd runs the server and
+// reg.WriteDefaultConfig seeds the config.
 //
 // The package emits route changes; it never programs a dataplane itself.
 package lease

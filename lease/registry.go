@@ -73,7 +73,9 @@ func (o *Options) setDefaults() error {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
-	o.Prefix = path.Clean("/" + o.Prefix)
+	// Keys are built as flannel builds them, with path.Join, so that even an
+	// unusual prefix ("coreos.com/network/", no leading slash) names the same keys.
+	o.Prefix = path.Clean(o.Prefix)
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -140,6 +142,9 @@ type Registry struct {
 	opts Options
 	log  *slog.Logger
 
+	keyConfig  string // <prefix>/config
+	keySubnets string // <prefix>/subnets/
+
 	malformed atomic.Uint64 // lease values and key names skipped by WatchRoutes
 	connected atomic.Bool
 
@@ -178,7 +183,15 @@ func Open(opts Options) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", opts.Endpoints, err)
 	}
-	return &Registry{cli: cli, opts: opts, log: opts.Logger}, nil
+	return newRegistry(cli, opts), nil
+}
+
+func newRegistry(cli *clientv3.Client, opts Options) *Registry {
+	return &Registry{
+		cli: cli, opts: opts, log: opts.Logger,
+		keyConfig:  path.Join(opts.Prefix, "config"),
+		keySubnets: path.Join(opts.Prefix, "subnets") + "/",
+	}
 }
 
 // Close closes the etcd client. It does not touch the lease: a host that
@@ -195,8 +208,8 @@ func (r *Registry) Connected() bool { return r.connected.Load() }
 // value does not parse; each (key, revision) counts once.
 func (r *Registry) Malformed() uint64 { return r.malformed.Load() }
 
-func (r *Registry) configKey() string  { return r.opts.Prefix + "/config" }
-func (r *Registry) subnetsDir() string { return r.opts.Prefix + "/subnets/" }
+func (r *Registry) configKey() string  { return r.keyConfig }
+func (r *Registry) subnetsDir() string { return r.keySubnets }
 func (r *Registry) subnetKey(p netip.Prefix) string {
 	return r.subnetsDir() + SubnetKey(p)
 }
