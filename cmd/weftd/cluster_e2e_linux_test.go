@@ -180,3 +180,43 @@ func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// TestClusterScale: 1,000 peer leases written to etcd before weftd starts
+// are all in its table when it reports ready.
+func TestClusterScale(t *testing.T) {
+	needRoot(t)
+	topo := newTopology(t, "sc", 2)
+	h1, h2 := topo.Hosts[0], topo.Hosts[1]
+	startWeftd(t, topo, h1.NS, 19465, clusterArgs(t, topo, 0, seedSubnetFile(t, h1))...)
+	cli := etcdClient(t, h1.NS, "http://"+h1.UnderlayIP.String()+":2379")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	eventually(t, 30*time.Second, "the first host's lease in etcd", func() error {
+		r, err := cli.Get(ctx, "/coreos.com/network/subnets/100.96.1.0-24")
+		if err == nil && len(r.Kvs) == 0 {
+			err = fmt.Errorf("not yet")
+		}
+		return err
+	})
+	// 1,000 /28s in the upper half of the network, as many hosts of a
+	// bigger cluster would hold, on 250 distinct public addresses.
+	const peers = 1000
+	for i := range peers {
+		key := fmt.Sprintf("/coreos.com/network/subnets/100.96.%d.%d-28", 128+i/16, (i%16)*16)
+		val := fmt.Sprintf(`{"PublicIP":"198.51.100.%d","BackendType":"udp"}`, 1+i%250)
+		if _, err := cli.Put(ctx, key, val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d2 := startWeftd(t, topo, h2.NS, 19465, clusterArgs(t, topo, 1, seedSubnetFile(t, h2))...)
+	start := time.Now()
+	eventually(t, 60*time.Second, "the second weftd ready", func() error { return d2.get("/readyz") })
+	m, err := d2.metricsOf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m["weft_routes"]; got != peers+1 {
+		t.Fatalf("weft_routes = %v when ready, want %d (1,000 peers and the first host)", got, peers+1)
+	}
+	t.Logf("ready with %d routes %v after start", peers+1, time.Since(start).Round(time.Millisecond))
+}

@@ -176,10 +176,23 @@ func inNS(ns string, fn func() error) error {
 	return ferr
 }
 
-// metricsOf scrapes the daemon's /metrics and returns each sample's value by
-// its full name with labels, e.g. `weft_drops_total{reason="unknown-peer"}`.
-func (d *daemon) metricsOf() (map[string]float64, error) {
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+// get fetches path from the daemon's metrics address and fails unless the
+// answer is 200 OK.
+func (d *daemon) get(path string) error {
+	resp, err := d.client().Get("http://" + d.metrics + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return nil
+}
+
+// client is an HTTP client that dials inside the daemon's namespace.
+func (d *daemon) client() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			err = inNS(d.ns, func() error {
 				var derr error
@@ -189,7 +202,12 @@ func (d *daemon) metricsOf() (map[string]float64, error) {
 			return c, err
 		},
 	}}
-	resp, err := client.Get("http://" + d.metrics + "/metrics")
+}
+
+// metricsOf scrapes the daemon's /metrics and returns each sample's value by
+// its full name with labels, e.g. `weft_drops_total{reason="unknown-peer"}`.
+func (d *daemon) metricsOf() (map[string]float64, error) {
+	resp, err := d.client().Get("http://" + d.metrics + "/metrics")
 	if err != nil {
 		return nil, err
 	}
