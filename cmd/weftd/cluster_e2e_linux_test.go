@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -219,4 +220,109 @@ func TestClusterScale(t *testing.T) {
 		t.Fatalf("weft_routes = %v when ready, want %d (1,000 peers and the first host)", got, peers+1)
 	}
 	t.Logf("ready with %d routes %v after start", peers+1, time.Since(start).Round(time.Millisecond))
+}
+
+// TestClusterThreeEtcdMembers: each host runs an etcd member, weftd is given
+// all three endpoints; with one member stopped, the overlay keeps working
+// and the watches go on (a new lease and a deleted one reach the tables).
+func TestClusterThreeEtcdMembers(t *testing.T) {
+	needRoot(t)
+	topo := newTopology(t, "em", 3)
+	var endpoints, cluster []string
+	for i, h := range topo.Hosts {
+		endpoints = append(endpoints, fmt.Sprintf("http://%s:2379", h.UnderlayIP))
+		cluster = append(cluster, fmt.Sprintf("m%d=http://%s:2380", i+1, h.UnderlayIP))
+	}
+	members := make([]*exec.Cmd, 3)
+	for i, h := range topo.Hosts {
+		spec := fmt.Sprintf("m%d %s %s http://%s:2380", i+1, filepath.Join(t.TempDir(), "etcd"), endpoints[i], h.UnderlayIP)
+		cmd := topo.Command(context.Background(), h.NS, os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "WEFT_TEST_ETCD_MEMBER="+spec, "WEFT_TEST_ETCD_CLUSTER="+strings.Join(cluster, ","))
+		logPath := filepath.Join(t.TempDir(), "member.log")
+		logf, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		logf.Close()
+		members[i] = cmd
+		t.Cleanup(func() {
+			if t.Failed() {
+				b, _ := os.ReadFile(logPath)
+				t.Logf("etcd member %d logged:\n%s", i+1, b)
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
+	cli := etcdClient(t, topo.Hosts[0].NS, endpoints[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	eventually(t, 60*time.Second, "the three-member cluster takes the network config", func() error {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := cli.Put(c, "/coreos.com/network/config", `{"Network":"100.96.0.0/16","SubnetLen":24,"Backend":{"Type":"udp","Port":8285}}`)
+		return err
+	})
+	daemons := make([]*daemon, 3)
+	for i, h := range topo.Hosts {
+		args := []string{"--public-ip", h.UnderlayIP.String(), "--subnet-file", seedSubnetFile(t, h),
+			"--etcd-endpoints", strings.Join(endpoints, ",")}
+		daemons[i] = startWeftd(t, topo, h.NS, 19465, args...)
+	}
+	mesh := func() error {
+		for _, a := range topo.Hosts {
+			for _, b := range topo.Hosts {
+				if a.Name != b.Name {
+					if out, err := ping(topo, a.PodNS, b.PodIP.String(), 1); err != nil {
+						return fmt.Errorf("%s -> %s: %v\n%s", a.PodIP, b.PodIP, err, out)
+					}
+				}
+			}
+		}
+		return nil
+	}
+	eventually(t, 30*time.Second, "full mesh", mesh)
+
+	// Stop the first member: the one every weftd lists first.
+	members[0].Process.Signal(syscall.SIGTERM)
+	members[0].Wait()
+	cli2 := etcdClient(t, topo.Hosts[1].NS, endpoints[1])
+	routes := func(d *daemon, want float64) func() error {
+		return func() error {
+			m, err := d.metricsOf()
+			if err != nil {
+				return err
+			}
+			if m["weft_routes"] != want {
+				return fmt.Errorf("weft_routes %v, want %v", m["weft_routes"], want)
+			}
+			return nil
+		}
+	}
+	if _, err := cli2.Put(ctx, "/coreos.com/network/subnets/100.96.9.0-24", `{"PublicIP":"198.51.100.9","BackendType":"udp"}`); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range daemons {
+		eventually(t, 30*time.Second, d.ns+" sees the lease put after a member stopped", routes(d, 3))
+	}
+	if _, err := cli2.Delete(ctx, "/coreos.com/network/subnets/100.96.9.0-24"); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range daemons {
+		eventually(t, 30*time.Second, d.ns+" sees the lease deleted after a member stopped", routes(d, 2))
+	}
+	if err := mesh(); err != nil {
+		t.Fatalf("with one of three etcd members stopped: %v", err)
+	}
 }
