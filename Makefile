@@ -14,7 +14,7 @@ DEB_COMMANDS  := ip ping iperf3 ethtool
 
 PKGS          := ./...
 
-.PHONY: all build test lint fuzz bench-go demo deps cross clean
+.PHONY: all build test lint fuzz bench-go bench-tap demo deps cross clean
 
 all: build
 
@@ -63,6 +63,22 @@ fuzz:
 # against in-memory fakes, lease event handling.
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# bench-tap shows what the idle packet tap costs the forwarding loops: the
+# per-packet benchmarks built with the tap and without it (-tags weft_notap),
+# run in alternation, ROUNDS times each, so that both builds meet the same
+# machine; it prints the median and the fastest ns/packet of each.
+ROUNDS        ?= 10
+bench-tap:
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	$(GO) test -c -o "$$dir/tap" ./engine; \
+	$(GO) test -c -tags weft_notap -o "$$dir/notap" ./engine; \
+	for i in $$(seq $(ROUNDS)); do for build in tap notap; do \
+		"$$dir/$$build" -test.run '^$$' -test.bench '^Benchmark(Outbound|Inbound)$$' -test.benchtime 20000x | \
+		awk -v b=$$build '/ns\/packet/ { for (i = 1; i <= NF; i++) if ($$i == "ns/packet") print $$1, b, $$(i-1) }'; \
+	done; done | sort -k1,1 -k2,2 -k3,3n | awk ' \
+		function out() { if (n) printf "%-20s %-20s median %7.2f  fastest %7.2f ns/packet (%d runs)\n", k1, (k2 == "tap" ? "tap built in, idle" : "tap compiled out"), v[int((n + 1) / 2)], v[1], n } \
+		$$1 " " $$2 != k { out(); k = $$1 " " $$2; k1 = $$1; k2 = $$2; n = 0 } { v[++n] = $$3 } END { out() }'
 
 demo: deps build
 	bin/weft demo

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/tun"
@@ -55,6 +56,8 @@ type Engine struct {
 	subnetBase uint32
 	subnetMask uint32
 	routes     atomic.Pointer[Table]
+	routeStats routeTracker // per-route counters (routestats.go)
+	tap        tap          // the packet tap for dumps (tap.go)
 
 	mu    sync.Mutex
 	loops []*counters // one per loop, summed by Stats
@@ -92,7 +95,10 @@ func New(cfg Config) (*Engine, error) {
 }
 
 // SetRoutes makes t the table every loop reads from its next batch on.
-func (e *Engine) SetRoutes(t *Table) { e.routes.Store(t) }
+func (e *Engine) SetRoutes(t *Table) {
+	e.routeStats.track(t, time.Now())
+	e.routes.Store(t)
+}
 
 // Routes is the table in use.
 func (e *Engine) Routes() *Table { return e.routes.Load() }

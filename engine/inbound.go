@@ -17,6 +17,7 @@ type inbound struct {
 	dev   tun.Device
 	conn  encap.Conn
 	stats *counters
+	tap   *tapSet // this batch's packet tap: nil unless a dump runs (tap.go)
 
 	bufs [][]byte
 	msgs []encap.Message
@@ -54,6 +55,9 @@ func (in *inbound) step() error {
 	if err != nil {
 		return err
 	}
+	in.stats.batches.observe(n)
+	in.tap = in.e.activeTap()
+	in.tap.wireIn(in.conn, in.msgs[:n])
 	table := in.e.routes.Load()
 	out := in.out[:0]
 	var bytes uint64
@@ -66,6 +70,7 @@ func (in *inbound) step() error {
 		}
 		if drop != DropNone {
 			in.stats.drops[drop].Add(1)
+			in.tap.dropReceived(in.conn, m, drop)
 			continue
 		}
 		decrementTTL(pkt)
@@ -83,6 +88,8 @@ func (in *inbound) step() error {
 	if in.e.cfg.ZeroCopy {
 		offset = 0 // the packets have no room in front: the device needs none
 	}
+	in.e.routeStats.countReceived(out, offset)
+	in.tap.tunOut(out, offset)
 	written, err := in.dev.Write(out, offset)
 	if err != nil {
 		// Some packets were refused; the device says how many it knows

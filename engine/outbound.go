@@ -19,6 +19,7 @@ type outbound struct {
 	dev   tun.Device
 	conn  encap.Conn
 	stats *counters
+	tap   *tapSet // this batch's packet tap: nil unless a dump runs (tap.go)
 
 	bufs  [][]byte
 	sizes []int
@@ -77,6 +78,9 @@ func (o *outbound) step() error {
 	if err != nil {
 		return err
 	}
+	o.stats.batches.observe(n)
+	o.tap = o.e.activeTap()
+	o.tap.tunIn(o.bufs[:n], o.sizes, tun.Headroom)
 	table := o.e.routes.Load()
 	msgs := o.msgs[:0]
 	o.headsUsed = 0
@@ -105,6 +109,7 @@ func (o *outbound) step() error {
 		}
 		if drop != DropNone {
 			o.stats.drops[drop].Add(1)
+			o.tap.drop(pkt, drop)
 			continue
 		}
 		decrementTTL(pkt)
@@ -120,6 +125,7 @@ func (o *outbound) step() error {
 	}
 	o.send(msgs)
 	if len(replies) > 0 {
+		o.tap.tunOut(replies, tun.Headroom)
 		sent, err := o.dev.Write(replies, tun.Headroom)
 		o.stats.icmp.Add(uint64(sent))
 		_ = err // an answer that cannot be written is not worth more than its count
@@ -138,6 +144,7 @@ func (o *outbound) split(msgs []encap.Message, pkt []byte, g tun.GSO, peer netip
 	n, err := tun.Split(pkt, g, o.heads[o.headsUsed*tun.MaxHeader:], o.segs)
 	if err != nil {
 		o.stats.drops[DropBadGSO].Add(1)
+		o.tap.drop(pkt, DropBadGSO)
 		return msgs
 	}
 	o.headsUsed += n
@@ -150,6 +157,8 @@ func (o *outbound) split(msgs []encap.Message, pkt []byte, g tun.GSO, peer netip
 // send sends msgs; a datagram the socket refuses is dropped and counted and
 // the rest still go.
 func (o *outbound) send(msgs []encap.Message) {
+	o.e.routeStats.countSent(msgs)
+	o.tap.wireOut(o.conn, msgs)
 	for len(msgs) > 0 {
 		n, err := o.conn.WriteBatch(msgs)
 		var bytes uint64
@@ -162,6 +171,7 @@ func (o *outbound) send(msgs []encap.Message) {
 			return
 		}
 		o.stats.drops[DropSendError].Add(1)
+		o.tap.dropSent(o.conn, &msgs[n], DropSendError)
 		msgs = msgs[n+1:]
 	}
 }

@@ -9,6 +9,7 @@ type counters struct {
 	bytes   atomic.Uint64
 	icmp    atomic.Uint64
 	drops   [numDrops]atomic.Uint64
+	batches batchSizes // packets per read, TUN or socket (batch.go)
 	inbound bool
 	_       [64]byte // keep loops' counters on separate cache lines
 }
@@ -19,6 +20,9 @@ type Stats struct {
 	RxPackets, RxBytes uint64 // from peers, written to the TUN
 	ICMPSent           uint64 // net unreachable answers written to the TUN
 	Drops              [numDrops]uint64
+	// TxBatches and RxBatches are the sizes of the TUN reads and of the
+	// socket reads.
+	TxBatches, RxBatches BatchSizes
 }
 
 // Dropped is the number of packets dropped for reason d.
@@ -33,9 +37,11 @@ func (e *Engine) Stats() Stats {
 		if c.inbound {
 			s.RxPackets += c.packets.Load()
 			s.RxBytes += c.bytes.Load()
+			s.RxBatches.add(&c.batches)
 		} else {
 			s.TxPackets += c.packets.Load()
 			s.TxBytes += c.bytes.Load()
+			s.TxBatches.add(&c.batches)
 		}
 		s.ICMPSent += c.icmp.Load()
 		for d := range c.drops {
