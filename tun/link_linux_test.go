@@ -329,6 +329,53 @@ func TestLinkInNetns(t *testing.T) {
 				}
 			})
 
+			t.Run("write refused", func(t *testing.T) {
+				// A TUN without packet information refuses a packet that
+				// is neither IPv4 nor IPv6 (EINVAL); the rest still go.
+				bad := make([]byte, 40)
+				udp := udpSpec{dst: farPod, dport: 7, payload: []byte("after a refused one")}.build()
+				n, err := q.Write(bufsOf([][]byte{bad, udp}), Headroom)
+				if err == nil {
+					t.Fatalf("Write of a packet the kernel refuses = %d, no error", n)
+				}
+				if want := map[bool]int{true: 0, false: 1}[m.name == "wireguard"]; n != want {
+					t.Errorf("Write = %d, %v; want %d known written", n, err, want)
+				}
+				got := readMatching(t, peer.Queues[0], false, 1, toAddr(farPod, 17))
+				if err := sameForwarded(got[0].pkt, udp, 0); err != nil {
+					t.Error(err)
+				}
+			})
+
+			t.Run("more queues", func(t *testing.T) {
+				cfg := Config{Name: "wmq", Queues: 3, MTU: 1400, Batch: 8, Offload: m.offload, ZeroCopy: m.zeroCopy,
+					Addr: netip.MustParseAddr("100.96.200.1"), Network: netip.MustParsePrefix("100.96.192.0/18")}
+				l := createIn(t, ns, cfg)
+				if len(l.Queues) != 3 || l.Name() != "wmq" {
+					t.Fatalf("%s has %d queues", l.Name(), len(l.Queues))
+				}
+				for i, q := range l.Queues {
+					if got := fmt.Sprintf("%T", q); got != m.queue {
+						t.Errorf("queue %d is a %s", i, got)
+					}
+				}
+				err := inNS(ns, func() error { _, err := Create(cfg); return err })
+				if err == nil || !strings.Contains(err.Error(), "already exists") {
+					t.Fatalf("Create of a second wmq: %v", err)
+				}
+				if err := inNS(ns, l.Close); err != nil {
+					t.Fatal(err)
+				}
+				if err := inNS(ns, l.Close); err != nil {
+					t.Fatalf("second Close: %v", err)
+				}
+				// The device goes with its last queue: the name is free again.
+				l2 := createIn(t, ns, cfg)
+				if len(l2.Queues) != 3 {
+					t.Fatalf("%d queues", len(l2.Queues))
+				}
+			})
+
 			t.Run("read", func(t *testing.T) {
 				var conn *net.UDPConn
 				err := inNS(ns, func() (err error) {
