@@ -32,6 +32,12 @@ type daemon struct {
 
 // startDaemon starts args in ns, logging to dir/name.log.
 func startDaemon(ctx context.Context, t *Topology, ns, dir, name string, args ...string) (*daemon, error) {
+	return startDaemonEnv(ctx, t, ns, dir, name, nil, args...)
+}
+
+// startDaemonEnv is startDaemon with the environment environ; nil inherits
+// the harness's.
+func startDaemonEnv(ctx context.Context, t *Topology, ns, dir, name string, environ []string, args ...string) (*daemon, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -40,6 +46,7 @@ func startDaemon(ctx context.Context, t *Topology, ns, dir, name string, args ..
 	defer f.Close() // the child has its own copy
 	cmd := t.Command(ctx, ns, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = environ
 	// Its own process group, so a Ctrl-C at the terminal reaches only the
 	// harness, which then stops the daemon in order (SIGTERM, cleanup).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -19,6 +19,18 @@ type Mode struct {
 	// the pod veths as a CNI plugin would. 0 leaves the pods alone (the
 	// underlay mode, whose traffic runs host to host).
 	PodMTU int
+	// Flags are the weftd flags the mode adds to the static-mode command
+	// line: what sets one weftd mode apart from another. Empty for weft
+	// itself (weftd's defaults) and for modes that run no weftd.
+	Flags []string
+	// SendsUDPGSO marks a mode that hands the underlay UDP GSO
+	// super-datagrams (UDP_SEGMENT), so that the underlay's UDP segmentation
+	// offload lies on its path: --underlay-gso both runs it both ways.
+	SendsUDPGSO bool
+	// UnderlayGSO is the state, UnderlayGSOOn or UnderlayGSOOff, that the
+	// harness puts the underlay's UDP segmentation offload in before Setup;
+	// empty leaves the veths as created (on).
+	UnderlayGSO string
 	// Available says why the mode cannot run with env, or nil if it can.
 	// Nil means always available.
 	Available func(env *Env) error
@@ -92,20 +104,31 @@ func (dp *Dataplane) Close(ctx context.Context) error {
 }
 
 // Modes lists every mode in the order they run in a round: the kernel
-// references first, so that a broken weftd still leaves a useful table.
+// references first, so that a broken weftd still leaves a useful table, then
+// the weftd modes lever by lever (LeverSteps), each adding one lever to the
+// one before.
 //
-// A variant is one more entry: weftdMode("weft-batch", "...", "--batch",
-// "128") for another flag set; for an underlay tweak such as turning GSO
-// off, a Setup that changes the underlay devices with ethtool (undoing it
-// with dp.onClose) and then calls the wrapped mode's Setup.
+// A variant is one more entry: weftdMode("weft-batch128", "...", "--batch",
+// "128") for another flag set. The underlay's UDP segmentation is not a mode
+// but a setting of the run (WithUnderlayGSO), since it applies to every mode.
 var Modes = []Mode{
 	underlayMode,
 	hostGWMode,
 	vxlanMode,
-	weftdMode("weft-classic", "weftd, one packet per syscall, no offloads, one worker (flannel's udp design)",
+	weftdMode("weft-classic", "one packet per syscall, one worker, no offloads (flannel's udp design)",
 		"--batch", "1", "--offload", "off", "--workers", "1"),
-	weftdMode("weft", "weftd with its default settings"),
+	weftdMode("weft-batch", "batched syscalls (recvmmsg/sendmmsg), one worker per core, no offloads",
+		"--offload", "off"),
+	sendsUDPGSO(weftdMode("weft-offload", "batching plus TUN TSO/USO and UDP GSO/GRO through wireguard-go's copying offload device (the plain offload build)",
+		"--offload", "on", "--zero-copy=false")),
+	sendsUDPGSO(weftdMode("weft", "batching, offloads, and weft's zero-copy segmentation and coalescing")),
 	flannelMode,
+}
+
+// sendsUDPGSO marks m as sending UDP GSO super-datagrams on the underlay.
+func sendsUDPGSO(m Mode) Mode {
+	m.SendsUDPGSO = true
+	return m
 }
 
 // LookupModes returns the named modes in the order of Modes. With no names it

@@ -36,13 +36,17 @@ func TestLookupModes(t *testing.T) {
 		wantErr     string
 	}{
 		{"default, no weftd", nil, Env{Weftd: "/nonexistent/weftd"},
-			[]string{"underlay", "host-gw", "vxlan"}, 3, ""},
+			[]string{"underlay", "host-gw", "vxlan"}, 5, ""},
 		{"default with weftd", nil, Env{Weftd: weftd},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft"}, 1, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft"}, 1, ""},
 		{"default with flanneld", nil, Env{Weftd: weftd, Flanneld: weftd, EtcdCommand: []string{"weft"}},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft", "flannel"}, 0, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "flannel"}, 0, ""},
 		{"named, in table order", []string{"weft", "underlay"}, Env{Weftd: weftd},
 			[]string{"underlay", "weft"}, 0, ""},
+		{"levers, in lever order", []string{"weft", "weft-offload", "vxlan", "weft-batch", "weft-classic"}, Env{Weftd: weftd},
+			[]string{"vxlan", "weft-classic", "weft-batch", "weft-offload", "weft"}, 0, ""},
+		{"named weft-offload without weftd", []string{"weft-offload"}, Env{Weftd: "/nonexistent/weftd"},
+			nil, 0, "mode weft-offload: "},
 		{"named weft without weftd", []string{"underlay", "weft"}, Env{Weftd: "/nonexistent/weftd"},
 			nil, 0, "mode weft: "},
 		{"flannel without flanneld", []string{"flannel"}, Env{Weftd: weftd, EtcdCommand: []string{"weft"}},
@@ -71,6 +75,133 @@ func TestLookupModes(t *testing.T) {
 				t.Errorf("modes %v, skipped %v; want %v and %d skipped", got, skipped, tt.want, tt.wantSkipped)
 			}
 		})
+	}
+}
+
+// TestWeftdModes checks each weftd mode's flags: weft runs with weftd's
+// defaults, every other weftd mode sets what its lever needs and says so in
+// its About, and only the modes with offloads send UDP GSO.
+func TestWeftdModes(t *testing.T) {
+	tests := []struct {
+		name  string
+		flags string
+		gso   bool
+	}{
+		{"weft-classic", "--batch 1 --offload off --workers 1", false},
+		{"weft-batch", "--offload off", false},
+		{"weft-offload", "--offload on --zero-copy=false", true},
+		{"weft", "", true},
+	}
+	for _, tt := range tests {
+		modes, _, err := LookupModes([]string{tt.name}, &Env{Weftd: fakeWeftd(t, "network", "peer")})
+		if err != nil || len(modes) != 1 {
+			t.Fatalf("%s: %v %v", tt.name, modes, err)
+		}
+		m := modes[0]
+		if got := strings.Join(m.Flags, " "); got != tt.flags {
+			t.Errorf("%s: flags %q, want %q", tt.name, got, tt.flags)
+		}
+		if m.SendsUDPGSO != tt.gso {
+			t.Errorf("%s: SendsUDPGSO %v, want %v", tt.name, m.SendsUDPGSO, tt.gso)
+		}
+		want := "weftd " + tt.flags + ": "
+		if tt.flags == "" {
+			want = "weftd with its defaults (no forwarding flags): "
+		}
+		if !strings.HasPrefix(m.About, want) {
+			t.Errorf("%s: about %q does not start with %q", tt.name, m.About, want)
+		}
+	}
+	// The command line every weftd gets sets no forwarding flag, so that
+	// the weft mode runs with weftd's defaults.
+	topo := &Topology{Network: overlayNet, Hosts: []Host{newHost("x", 1), newHost("x", 2)}}
+	all := map[string]bool{"network": true, "peer": true, "control-socket": true, "subnet-file": true}
+	for _, a := range weftdArgs(&Env{Topo: topo, Dir: "/tmp/run"}, topo.Hosts[0], all) {
+		for _, f := range []string{"--workers", "--batch", "--offload", "--zero-copy"} {
+			if strings.HasPrefix(a, f) {
+				t.Errorf("static-mode command line sets %s", a)
+			}
+		}
+	}
+}
+
+func TestKnowsFlags(t *testing.T) {
+	known := map[string]bool{"offload": true, "batch": true}
+	if err := knowsFlags(known, []string{"--offload", "off", "--batch=1"}); err != nil {
+		t.Error(err)
+	}
+	err := knowsFlags(known, []string{"--offload", "on", "--zero-copy=false"})
+	if err == nil || !strings.Contains(err.Error(), "--zero-copy") {
+		t.Errorf("unknown --zero-copy: %v", err)
+	}
+}
+
+func TestWeftdEnviron(t *testing.T) {
+	got := weftdEnviron([]string{"PATH=/bin", "WEFTD_BATCH=1", "HOME=/root", "WEFTD_OFFLOAD=off", "XWEFTD_A=1"})
+	if want := []string{"PATH=/bin", "HOME=/root", "XWEFTD_A=1"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestWithUnderlayGSO(t *testing.T) {
+	var dirs []string
+	setup := func(_ context.Context, env *Env, _ *Dataplane) error {
+		dirs = append(dirs, env.Dir)
+		return nil
+	}
+	modes := []Mode{
+		{Name: "vxlan", Setup: setup},
+		{Name: "weft-batch", About: "b", Setup: setup},
+		{Name: "weft", About: "w", SendsUDPGSO: true, Setup: setup},
+	}
+	row := func(ms []Mode) string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Name+"="+m.UnderlayGSO)
+		}
+		return strings.Join(out, ", ")
+	}
+	tests := []struct {
+		setting, want, wantErr string
+	}{
+		{UnderlayGSOOn, "vxlan=, weft-batch=, weft=", ""},
+		{UnderlayGSOOff, "vxlan=off, weft-batch=off, weft=off", ""},
+		{UnderlayGSOBoth, "vxlan=on, weft-batch=on, weft=on, weft (underlay-gso off)=off", ""},
+		{"auto", "", `"auto"`},
+		{"", "", `""`},
+	}
+	for _, tt := range tests {
+		got, err := WithUnderlayGSO(modes, tt.setting)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q: error %v, want %q", tt.setting, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row(got) != tt.want {
+			t.Errorf("%s: got %s\nwant %s", tt.setting, row(got), tt.want)
+		}
+	}
+	// The twin runs the mode's own setup, its files in a directory of
+	// their own, and says in its About how it differs.
+	both, _ := WithUnderlayGSO(modes, UnderlayGSOBoth)
+	dir := t.TempDir()
+	for _, m := range both[2:] {
+		if err := m.Setup(context.Background(), &Env{Dir: dir}, &Dataplane{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{dir, filepath.Join(dir, "underlay-gso-off")}; !slices.Equal(dirs, want) {
+		t.Errorf("setup dirs %q, want %q", dirs, want)
+	}
+	if about := both[3].About; about != "w; underlay UDP segmentation off" {
+		t.Errorf("twin about %q", about)
+	}
+	if !strings.HasSuffix(both[3].Name, UnderlayGSOOffSuffix) || !both[3].SendsUDPGSO {
+		t.Errorf("twin %+v", both[3])
 	}
 }
 

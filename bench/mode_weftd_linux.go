@@ -7,19 +7,27 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 )
 
 // weftTunMTU is what flannel's udp backend leaves for a pod's packet on a
 // 1500-byte underlay: the outer IPv4 and UDP headers (28 bytes) come off.
 const weftTunMTU = 1472
 
-// weftdMode runs one weftd per host in static mode (no etcd), with extra
+// weftdMode runs one weftd per host in static mode (no etcd), with flags
 // appended to the flags every weftd gets. Variants (batch sizes, offloads)
-// are further calls with other flags.
-func weftdMode(name, about string, extra ...string) Mode {
+// are further calls with other flags; with none, weftd runs with its
+// defaults. The mode's About starts with the flags, so that --help, the
+// report and results.json all say how each mode ran.
+func weftdMode(name, about string, flags ...string) Mode {
+	cmdline := "weftd with its defaults (no forwarding flags)"
+	if len(flags) > 0 {
+		cmdline = "weftd " + strings.Join(flags, " ")
+	}
 	return Mode{
 		Name:      name,
-		About:     about,
+		About:     cmdline + ": " + about,
+		Flags:     flags,
 		PodMTU:    weftTunMTU,
 		Available: func(env *Env) error { return executable(env.Weftd, "--weftd") },
 		Setup: func(ctx context.Context, env *Env, dp *Dataplane) error {
@@ -28,10 +36,13 @@ func weftdMode(name, about string, extra ...string) Mode {
 			if err != nil {
 				return err
 			}
+			if err := knowsFlags(known, flags); err != nil {
+				return fmt.Errorf("%s: %w", env.Weftd, err)
+			}
 			for _, h := range env.Topo.Hosts {
 				args := append([]string{env.Weftd}, weftdArgs(env, h, known)...)
-				args = append(args, extra...)
-				d, err := startDaemon(ctx, env.Topo, h.NS, env.Dir, name+"-"+h.Name, args...)
+				args = append(args, flags...)
+				d, err := startDaemonEnv(ctx, env.Topo, h.NS, env.Dir, name+"-"+h.Name, weftdEnviron(os.Environ()), args...)
 				if err != nil {
 					return err
 				}
@@ -40,6 +51,34 @@ func weftdMode(name, about string, extra ...string) Mode {
 			return nil
 		},
 	}
+}
+
+// knowsFlags checks that every --flag of flags is one weftd's --help lists,
+// so that a weftd older than a mode fails with a message that says so.
+func knowsFlags(known map[string]bool, flags []string) error {
+	for _, f := range flags {
+		if !strings.HasPrefix(f, "-") {
+			continue // a flag's value
+		}
+		n, _, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if !known[n] {
+			return fmt.Errorf("--help lists no --%s: a weftd older than this mode?", n)
+		}
+	}
+	return nil
+}
+
+// weftdEnviron is environ without weftd's WEFTD_* variables: weftd reads
+// every flag from one, so a WEFTD_BATCH in the caller's environment would
+// otherwise quietly change every weftd mode, weft's "defaults" included.
+func weftdEnviron(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "WEFTD_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // weftdArgs is the static-mode command line of DESIGN.md for host h: its own

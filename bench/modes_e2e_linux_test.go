@@ -112,3 +112,45 @@ func TestResidue(t *testing.T) {
 		t.Errorf("pod lost its gateway: %v", err)
 	}
 }
+
+// TestSetUnderlayGSO turns the underlay's UDP segmentation off and on again
+// on a real veth, reading the state back as the harness does.
+func TestSetUnderlayGSO(t *testing.T) {
+	needRoot(t)
+	if err := CheckTools("ip", "ethtool"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	topo, err := NewTopology(ctx, TopologyConfig{Prefix: testPrefix("g"), Hosts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer topo.Close()
+	state := func() []bool {
+		var out []bool
+		for _, h := range topo.Hosts {
+			b, err := topo.Run(ctx, h.NS, "ethtool", "-k", h.UnderlayDev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			on, err := ethtoolFeature(b, udpSegFeature)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, on)
+		}
+		return out
+	}
+	if got := state(); !slices.Equal(got, []bool{true, true}) {
+		t.Fatalf("a new veth's %s: %v, want on (the --underlay-gso on rows rely on it)", udpSegFeature, got)
+	}
+	for _, on := range []bool{false, true} {
+		if err := topo.SetUnderlayGSO(ctx, on); err != nil {
+			t.Fatal(err)
+		}
+		if got := state(); !slices.Equal(got, []bool{on, on}) {
+			t.Errorf("after SetUnderlayGSO(%v): %v", on, got)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -42,7 +43,8 @@ func (r *Results) PlotThroughput(dir, base string) ([]string, error) {
 
 	names := make([]string, len(r.Modes))
 	for i, m := range r.Modes {
-		names[i] = m.Name
+		// "weft (underlay-gso off)" on two lines, to fit under its bars.
+		names[i] = strings.Replace(m.Name, UnderlayGSOOffSuffix, "\n"+strings.TrimSpace(UnderlayGSOOffSuffix), 1)
 	}
 	width := vg.Inch * vg.Length(max(6, 1.2*float64(len(names))))
 	slot := (width - vg.Inch) / vg.Length(len(names))

@@ -62,6 +62,10 @@ type Results struct {
 	Settings Settings     `json:"settings"`
 	Metrics  []Metric     `json:"metrics"`
 	Modes    []ModeResult `json:"modes"`
+	// Levers are the lever-by-lever tables (see LeverSteps): one through
+	// the rows with the run's underlay setting, and with --underlay-gso
+	// both one through the rows with the underlay's UDP segmentation off.
+	Levers []LeverChain `json:"levers,omitempty"`
 }
 
 // Machine names where the numbers come from.
@@ -80,13 +84,22 @@ type Settings struct {
 	WorkloadSeconds float64  `json:"workload_seconds"`
 	Quick           bool     `json:"quick"`
 	Modes           []string `json:"modes"`
+	// UnderlayGSO is --underlay-gso: on, off or both.
+	UnderlayGSO string `json:"underlay_gso,omitempty"`
 }
 
 // ModeResult is one mode's rounds and their summary.
 type ModeResult struct {
-	Name   string        `json:"name"`
-	About  string        `json:"about"`
-	Rounds []RoundResult `json:"rounds"`
+	Name  string   `json:"name"`
+	About string   `json:"about"`
+	Flags []string `json:"flags,omitempty"` // weftd flags beyond the static-mode ones
+	// UnderlayGSO is the state the underlay's UDP segmentation was put in
+	// for this row ("on" or "off"); empty: left as created (on).
+	UnderlayGSO string `json:"underlay_gso,omitempty"`
+	// SendsUDPGSO marks a mode whose path the underlay's UDP segmentation
+	// is on (Mode.SendsUDPGSO).
+	SendsUDPGSO bool          `json:"sends_udp_gso,omitempty"`
+	Rounds      []RoundResult `json:"rounds"`
 	// Summary, VsUnderlay and VsVXLAN are keyed by Metric.Key; a figure
 	// that could not be measured (or has no reference) is absent.
 	Summary    map[string]Stat `json:"summary"`
@@ -156,6 +169,7 @@ func (r *Results) Summarize() {
 			}
 		}
 	}
+	r.Levers = r.leverChains()
 }
 
 // WriteJSON writes the results, indented, to path.

@@ -148,6 +148,35 @@ func TestWriteJSON(t *testing.T) {
 	}
 }
 
+func TestWriteJSONLevers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "results.json")
+	if err := leverFixture().WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Levers) != 2 || back.Settings.UnderlayGSO != UnderlayGSOBoth {
+		t.Fatalf("levers or setting lost: %+v, %q", back.Levers, back.Settings.UnderlayGSO)
+	}
+	off := back.Levers[1]
+	last := off.Steps[len(off.Steps)-1]
+	if off.UnderlayGSO != UnderlayGSOOff || last.Mode != "weft"+UnderlayGSOOffSuffix ||
+		last.Gain == nil || last.Share == nil || off.Total == nil || off.Total.Median != 6 {
+		t.Errorf("off chain after round trip: %+v, last step %+v", off, last)
+	}
+	for _, key := range []string{`"levers"`, `"adds"`, `"gain"`, `"share"`, `"underlay_gso": "both"`, `"sends_udp_gso": true`} {
+		if !bytes.Contains(data, []byte(key)) {
+			t.Errorf("results.json lacks %s", key)
+		}
+	}
+}
+
 func TestPlotThroughput(t *testing.T) {
 	dir := t.TempDir()
 	if *plotOut != "" {
@@ -169,6 +198,10 @@ func TestPlotThroughput(t *testing.T) {
 		if m := magic[filepath.Ext(f)]; !bytes.HasPrefix(data, []byte(m)) || len(data) < 1000 {
 			t.Errorf("%s: %d bytes, does not start with %q", f, len(data), m)
 		}
+	}
+	// Rows of both underlay settings: the long names go on two lines.
+	if _, err := leverFixture().PlotThroughput(dir, "throughput-gso"); err != nil {
+		t.Error(err)
 	}
 	if _, err := (&Results{}).PlotThroughput(dir, "empty"); err == nil {
 		t.Error("plot of no modes: no error")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -20,6 +21,9 @@ type Options struct {
 	Dir      string        // scratch directory (logs, sockets); must exist
 	Weftd    string        // weftd binary
 	Flanneld string        // flanneld binary, optional
+	// UnderlayGSO is UnderlayGSOOn (also when empty), UnderlayGSOOff or
+	// UnderlayGSOBoth: see WithUnderlayGSO.
+	UnderlayGSO string
 	// EtcdCommand starts an embedded etcd for the flannel mode (see Env).
 	EtcdCommand []string
 	Progress    io.Writer // progress lines; nil: none
@@ -40,7 +44,13 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if err := CheckRoot(); err != nil {
 		return nil, err
 	}
-	if err := CheckTools(); err != nil {
+	if o.UnderlayGSO == "" {
+		o.UnderlayGSO = UnderlayGSOOn
+	}
+	if err := CheckUnderlayGSO(o.UnderlayGSO); err != nil {
+		return nil, err
+	}
+	if err := CheckTools(ToolsFor(o.UnderlayGSO)...); err != nil {
 		return nil, err
 	}
 	if o.Rounds < 1 || o.Workload < time.Second {
@@ -58,16 +68,38 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if len(modes) == 0 {
 		return nil, errors.New("no mode to run")
 	}
+	modes, err = WithUnderlayGSO(modes, o.UnderlayGSO)
+	if err != nil {
+		return nil, err
+	}
+	switch o.UnderlayGSO {
+	case UnderlayGSOOff:
+		p.printf("underlay UDP segmentation (%s on %s) off for every mode", udpSegFeature, underlayDev)
+	case UnderlayGSOBoth:
+		var twins []string
+		for _, m := range modes {
+			if m.UnderlayGSO == UnderlayGSOOff {
+				twins = append(twins, strings.TrimSuffix(m.Name, UnderlayGSOOffSuffix))
+			}
+		}
+		if len(twins) == 0 {
+			p.printf("underlay-gso both: no mode chosen sends UDP GSO, so every mode runs once, with it on")
+		} else {
+			p.printf("underlay UDP segmentation on and off for %s (the modes that send UDP GSO); once, on, for the others",
+				strings.Join(twins, ", "))
+		}
+	}
 
 	res := &Results{
 		Started:  time.Now(),
 		Machine:  describeMachine(ctx, o.Weftd),
-		Settings: Settings{Rounds: o.Rounds, WorkloadSeconds: o.Workload.Seconds(), Quick: o.Quick},
+		Settings: Settings{Rounds: o.Rounds, WorkloadSeconds: o.Workload.Seconds(), Quick: o.Quick, UnderlayGSO: o.UnderlayGSO},
 		Metrics:  Metrics,
 	}
 	for _, m := range modes {
 		res.Settings.Modes = append(res.Settings.Modes, m.Name)
-		res.Modes = append(res.Modes, ModeResult{Name: m.Name, About: m.About})
+		res.Modes = append(res.Modes, ModeResult{Name: m.Name, About: m.About, Flags: m.Flags,
+			UnderlayGSO: m.UnderlayGSO, SendsUDPGSO: m.SendsUDPGSO})
 	}
 
 	p.printf("building topology %s-* (2 hosts, 2 pods)", o.Prefix)
@@ -114,6 +146,14 @@ func runMode(ctx context.Context, env *Env, m Mode, round int, o Options, p prog
 	if m.PodMTU > 0 {
 		if err := env.Topo.SetPodMTU(m.PodMTU); err != nil {
 			return rr, err
+		}
+	}
+	// Set for every row of a run that changes it, not undone after the
+	// row: each row says what it needs, so no row depends on the teardown
+	// of the one before.
+	if m.UnderlayGSO != "" {
+		if err := env.Topo.SetUnderlayGSO(ctx, m.UnderlayGSO == UnderlayGSOOn); err != nil {
+			return rr, fmt.Errorf("underlay GSO: %w", err)
 		}
 	}
 	p.printf("setting up")

@@ -9,11 +9,21 @@ import (
 )
 
 // WriteMarkdown renders the results as Markdown: the medians with their
-// spread, then each mode's ratio to underlay and to vxlan, then any failures.
+// spread and what each mode is, then each mode's ratio to underlay and to
+// vxlan, the lever-by-lever tables, then any failures.
 func (r *Results) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Median of %d round(s) (min–max), %gs per workload; modes interleaved round by round.\n\n",
+	fmt.Fprintf(&b, "Median of %d round(s) (min–max), %gs per workload; modes interleaved round by round.",
 		r.Settings.Rounds, r.Settings.WorkloadSeconds)
+	switch r.Settings.UnderlayGSO {
+	case UnderlayGSOOn:
+		b.WriteString(" Underlay UDP segmentation on (the veth default).")
+	case UnderlayGSOOff:
+		b.WriteString(" Underlay UDP segmentation off for every mode (--underlay-gso off), as on a NIC that cannot segment UDP.")
+	case UnderlayGSOBoth:
+		b.WriteString(" Rows marked \"(underlay-gso off)\" ran with the underlay's UDP segmentation off, as on a NIC that cannot segment UDP; all others with it on.")
+	}
+	b.WriteString("\n\n")
 	header := []string{"mode"}
 	for _, m := range r.Metrics {
 		header = append(header, fmt.Sprintf("%s (%s)", m.Title, m.Unit))
@@ -27,6 +37,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 		rows = append(rows, row)
 	}
 	writeTable(&b, header, rows)
+	r.writeModeList(&b)
 
 	for _, ref := range []struct{ name, title string }{{"underlay", "underlay"}, {"vxlan", "vxlan"}} {
 		if r.Mode(ref.name) == nil {
@@ -58,6 +69,9 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 			rows = append(rows, row)
 		}
 		writeTable(&b, header, rows)
+	}
+	for _, c := range r.Levers {
+		c.writeMarkdown(&b)
 	}
 	if errs := r.Errors(); len(errs) > 0 {
 		b.WriteString("\nFailures:\n\n")
@@ -130,4 +144,64 @@ func writeTable(b *strings.Builder, header []string, rows [][]string) {
 	for _, r := range rows {
 		line(r)
 	}
+}
+
+// writeModeList says what each mode is, with the weftd flags it ran with.
+func (r *Results) writeModeList(b *strings.Builder) {
+	first := true
+	for _, mr := range r.Modes {
+		if mr.About == "" {
+			continue
+		}
+		if first {
+			b.WriteString("\nModes:\n\n")
+			first = false
+		}
+		fmt.Fprintf(b, "- `%s`: %s\n", mr.Name, mr.About)
+	}
+}
+
+// writeMarkdown renders one lever-by-lever table, its total last.
+func (c LeverChain) writeMarkdown(b *strings.Builder) {
+	title := "Lever by lever"
+	if c.UnderlayGSO == UnderlayGSOOff {
+		title += ", underlay UDP segmentation off"
+	}
+	fmt.Fprintf(b, "\n%s (TCP 1 stream; each row adds its lever to the row above; gain: median of per-round ratios "+
+		"to the row above; share: the step's part of the whole gain on a log scale, log gain / log of all gains):\n\n", title)
+	header := []string{"mode", "adds", "TCP 1 stream (Gbit/s)", "gain", "share"}
+	rows := [][]string{}
+	for _, s := range c.Steps {
+		rows = append(rows, []string{s.Mode, s.Adds, statCell(map[string]Stat{MTCP1: s.TCP1}, MTCP1, true),
+			gainCell(s.Gain), shareCell(s.Share)})
+	}
+	if c.Total != nil && len(c.Steps) > 2 { // with two, the total is the second row
+		one := 1.0
+		var share *float64
+		if c.Steps[len(c.Steps)-1].Share != nil {
+			share = &one
+		}
+		rows = append(rows, []string{c.Steps[0].Mode + " → " + c.Steps[len(c.Steps)-1].Mode, "all of the above", "",
+			gainCell(c.Total), shareCell(share)})
+	}
+	writeTable(b, header, rows)
+}
+
+// gainCell formats a ratio with its spread: "8.10× (7.90–8.30)".
+func gainCell(g *Stat) string {
+	if g == nil {
+		return "–"
+	}
+	if g.N < 2 {
+		return FormatNumber(g.Median) + "×"
+	}
+	return fmt.Sprintf("%s× (%s–%s)", FormatNumber(g.Median), FormatNumber(g.Min), FormatNumber(g.Max))
+}
+
+// shareCell formats a share as a whole percentage.
+func shareCell(s *float64) string {
+	if s == nil {
+		return "–"
+	}
+	return strconv.FormatFloat(100**s, 'f', 0, 64) + "%"
 }

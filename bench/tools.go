@@ -12,15 +12,27 @@ import (
 // debianPackage names the Debian package that ships each tool the harness
 // and the end-to-end tests run.
 var debianPackage = map[string]string{
-	"ip":     "iproute2",
-	"bridge": "iproute2",
-	"ping":   "iputils-ping",
-	"iperf3": "iperf3",
+	"ip":      "iproute2",
+	"bridge":  "iproute2",
+	"ping":    "iputils-ping",
+	"iperf3":  "iperf3",
+	"ethtool": "ethtool",
 }
 
 // HarnessTools are the programs a full `weft bench` run needs (bridge sets
 // the VXLAN mode's static FDB).
 var HarnessTools = []string{"ip", "bridge", "ping", "iperf3"}
+
+// ToolsFor lists the programs a run with the given --underlay-gso setting
+// needs: HarnessTools, and ethtool when the underlay's UDP segmentation is
+// turned off.
+func ToolsFor(underlayGSO string) []string {
+	tools := append([]string(nil), HarnessTools...)
+	if underlayGSO != "" && underlayGSO != UnderlayGSOOn {
+		tools = append(tools, "ethtool")
+	}
+	return tools
+}
 
 // CheckTools reports which of the named programs are missing from PATH, with
 // the Debian command that installs them. With no names it checks

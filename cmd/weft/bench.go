@@ -38,6 +38,8 @@ type benchFlags struct {
 	prefix   string
 	weftd    string
 	flanneld string
+	// underlayGSO is bench.UnderlayGSOOn, Off or Both.
+	underlayGSO string
 }
 
 func parseBenchFlags(args []string) (*benchFlags, error) {
@@ -52,6 +54,9 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.StringVar(&f.prefix, "prefix", fmt.Sprintf("wb%d", os.Getpid()), "network namespace name `PREFIX`, unique per run")
 	fs.StringVar(&f.weftd, "weftd", defaultWeftd(), "`PATH` of the weftd binary")
 	fs.StringVar(&f.flanneld, "flanneld", "", "`PATH` of a flanneld binary; adds the flannel mode")
+	fs.StringVar(&f.underlayGSO, "underlay-gso", bench.UnderlayGSOOn, "`SETTING` of the underlay veths' UDP segmentation offload: on; off, as on a NIC that\n"+
+		"cannot segment UDP (needs ethtool); both: every mode that sends UDP GSO runs both ways, as\n"+
+		"two rows")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: weft bench [OPTIONS]\n\n"+
 			"Builds two hosts and two pods in network namespaces, measures TCP throughput,\n"+
@@ -69,6 +74,10 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return nil, fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	if err := bench.CheckUnderlayGSO(f.underlayGSO); err != nil {
+		fmt.Fprintf(os.Stderr, "weft bench: --underlay-gso: %v\n", err)
+		return nil, fmt.Errorf("--underlay-gso: %w: %w", err, errUsage)
 	}
 	if f.rounds == 0 {
 		f.rounds = fullRounds
@@ -129,7 +138,12 @@ func runBench(_ globals, args []string) error {
 	if err := bench.CheckRoot(); err != nil {
 		return err
 	}
-	if err := bench.CheckTools(); err != nil {
+	if err := bench.CheckTools(bench.ToolsFor(f.underlayGSO)...); err != nil {
+		return err
+	}
+	// Modes that cannot run here (no --flanneld, no weftd) are named now,
+	// before a scratch directory exists to point at.
+	if _, _, err := bench.LookupModes(f.modeList(), &bench.Env{Weftd: f.weftd, Flanneld: f.flanneld, EtcdCommand: etcdCommand()}); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(f.out, 0o755); err != nil {
@@ -153,6 +167,7 @@ func runBench(_ globals, args []string) error {
 		Dir:         scratch,
 		Weftd:       f.weftd,
 		Flanneld:    f.flanneld,
+		UnderlayGSO: f.underlayGSO,
 		Progress:    os.Stderr,
 		EtcdCommand: etcdCommand(),
 	})

@@ -59,6 +59,30 @@ func TestParseBenchFlags(t *testing.T) {
 	}
 }
 
+func TestParseBenchUnderlayGSO(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+		ok   bool
+	}{
+		{nil, "on", true},
+		{[]string{"--underlay-gso", "off"}, "off", true},
+		{[]string{"--underlay-gso=both", "--quick"}, "both", true},
+		{[]string{"--underlay-gso", "auto"}, "", false},
+	} {
+		f, err := parseBenchFlags(tt.args)
+		if !tt.ok {
+			if !errors.Is(err, errUsage) {
+				t.Errorf("%q: error %v, want a usage error", tt.args, err)
+			}
+			continue
+		}
+		if err != nil || f.underlayGSO != tt.want {
+			t.Errorf("%q: %v, %v; want %s", tt.args, f, err, tt.want)
+		}
+	}
+}
+
 func TestBenchHelp(t *testing.T) {
 	_, err := parseBenchFlags([]string{"--help"})
 	if !errors.Is(err, flag.ErrHelp) {
@@ -136,6 +160,58 @@ func TestBenchEndToEnd(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+// TestBenchUnderlayGSOEndToEnd is issue 5's: one quick round of
+// weft-classic and weft with --underlay-gso both gives three rows (weft
+// twice, its underlay's UDP segmentation off in the second), each with its
+// TCP figures, and the two lever-by-lever chains; the veths are left as
+// created, since the namespaces are gone.
+func TestBenchUnderlayGSOEndToEnd(t *testing.T) {
+	needRoot(t)
+	if err := bench.CheckTools(bench.ToolsFor(bench.UnderlayGSOBoth)...); err != nil {
+		t.Fatal(err)
+	}
+	weftd := buildWeftd(t)
+	out := t.TempDir()
+	prefix := fmt.Sprintf("wt%dg", os.Getpid())
+	err := runBench(globals{}, []string{"--quick", "--rounds", "1", "--modes", "weft-classic,weft", "--underlay-gso", "both",
+		"--weftd", weftd, "--out", out, "--prefix", prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob("/run/netns/" + prefix + "-*"); len(left) > 0 {
+		t.Errorf("namespaces left behind: %v", left)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res bench.Results
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatal(err)
+	}
+	twin := "weft" + bench.UnderlayGSOOffSuffix
+	if got := res.Settings.Modes; !slices.Equal(got, []string{"weft-classic", "weft", twin}) {
+		t.Fatalf("rows %v", got)
+	}
+	for _, m := range res.Modes {
+		want := bench.UnderlayGSOOn
+		if m.Name == twin {
+			want = bench.UnderlayGSOOff
+		}
+		if m.UnderlayGSO != want {
+			t.Errorf("%s: underlay GSO %q, want %q", m.Name, m.UnderlayGSO, want)
+		}
+		for _, key := range []string{bench.MTCP1, bench.MTCP4, bench.MUDPPPS} {
+			if s, ok := m.Summary[key]; !ok || s.Median == 0 {
+				t.Errorf("%s: %s missing or zero", m.Name, key)
+			}
+		}
+	}
+	if len(res.Levers) != 2 || res.Levers[1].Steps[1].Mode != twin || res.Levers[1].Steps[1].Gain == nil {
+		t.Errorf("levers %+v", res.Levers)
 	}
 }
 

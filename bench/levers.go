@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"math"
+	"strings"
+)
+
+// LeverSteps are the rows of the lever-by-lever table, in order: each mode
+// adds one lever to the mode above it, so that the gain from one row to the
+// next is that lever's share of weft's speed. Adds says what it adds.
+var LeverSteps = []struct{ Mode, Adds string }{
+	{"weft-classic", "baseline: one packet per syscall, one worker, no offloads"},
+	{"weft-batch", "batched syscalls (up to 64 packets each), one worker per core"},
+	{"weft-offload", "TUN TSO/USO and UDP GSO/GRO, through wireguard-go's copying offload device"},
+	{"weft", "zero-copy segmentation and coalescing (weft's own offload device)"},
+}
+
+// minShareGain is the smallest overall gain of a chain for which shares are
+// given: a share is a step's log gain over the log of the whole, and near a
+// whole of 1x that divides by nearly zero.
+const minShareGain = 1.1
+
+// LeverChain is one lever-by-lever table: TCP 1 stream through LeverSteps.
+type LeverChain struct {
+	// UnderlayGSO is "off" for the chain through the rows with the
+	// underlay's UDP segmentation off in a run with both settings (the modes
+	// that send no UDP GSO have one row, in both chains); empty for the
+	// chain through the run's ordinary rows.
+	UnderlayGSO string      `json:"underlay_gso,omitempty"`
+	Steps       []LeverStep `json:"steps"`
+	// Total is the last step's TCP 1 stream over the first's: the median
+	// (min, max) of per-round ratios.
+	Total *Stat `json:"total,omitempty"`
+}
+
+// LeverStep is one row of a LeverChain.
+type LeverStep struct {
+	Mode string `json:"mode"` // the row's name, as in Results.Modes
+	// Adds is what the step adds to the one above: its own lever, or, when
+	// steps in between are missing from the run, "levers of" their modes
+	// and its own.
+	Adds string `json:"adds"`
+	TCP1 Stat   `json:"tcp1_gbps"`
+	// Gain is TCP 1 stream over the step above's: the median (min, max) of
+	// per-round ratios. Nil for the first step.
+	Gain *Stat `json:"gain,omitempty"`
+	// Share is the step's part of the whole gain on a log scale,
+	// log(gain) / Σ log(gains), so that the shares of a chain add up to 1.
+	// Nil for the first step, and when the chain gains less than
+	// minShareGain overall.
+	Share *float64 `json:"share,omitempty"`
+}
+
+// leverChains builds the lever-by-lever tables from the summarized modes: one
+// through the rows named as in LeverSteps, and, when the run has rows with
+// UnderlayGSOOffSuffix, one through those. A chain needs two steps.
+func (r *Results) leverChains() []LeverChain {
+	n := r.Settings.Rounds
+	var chains []LeverChain
+	for _, gso := range []string{"", UnderlayGSOOff} {
+		suffix := ""
+		if gso != "" {
+			suffix = UnderlayGSOOffSuffix
+		}
+		c := LeverChain{UnderlayGSO: gso}
+		var rows []*ModeResult
+		var skipped []string // modes of LeverSteps since the last step
+		twins := 0
+		for _, st := range LeverSteps {
+			skipped = append(skipped, st.Mode)
+			m := r.Mode(st.Mode + suffix)
+			if m != nil && suffix != "" {
+				twins++
+			}
+			if m == nil && suffix != "" {
+				// A mode that sends no UDP GSO ran once; its row serves
+				// both chains.
+				if b := r.Mode(st.Mode); b != nil && !b.SendsUDPGSO {
+					m = b
+				}
+			}
+			if m == nil {
+				continue
+			}
+			tcp1, ok := m.Summary[MTCP1]
+			if !ok {
+				continue
+			}
+			step := LeverStep{Mode: m.Name, Adds: st.Adds, TCP1: tcp1}
+			if len(rows) > 0 { // the first step is the baseline
+				if len(skipped) > 1 {
+					step.Adds = "levers of " + strings.Join(skipped, " + ")
+				}
+				if g, ok := Summarize(RoundRatios(m.series(MTCP1, n), rows[len(rows)-1].series(MTCP1, n))); ok {
+					step.Gain = &g
+				}
+			}
+			skipped = nil
+			rows = append(rows, m)
+			c.Steps = append(c.Steps, step)
+		}
+		if len(c.Steps) < 2 || (suffix != "" && twins == 0) {
+			continue
+		}
+		if t, ok := Summarize(RoundRatios(rows[len(rows)-1].series(MTCP1, n), rows[0].series(MTCP1, n))); ok {
+			c.Total = &t
+		}
+		c.setShares()
+		chains = append(chains, c)
+	}
+	return chains
+}
+
+// setShares fills each step's Share when every step after the first has a
+// gain and together they gain at least minShareGain.
+func (c *LeverChain) setShares() {
+	sum := 0.0
+	for _, s := range c.Steps[1:] {
+		if s.Gain == nil || s.Gain.Median <= 0 {
+			return
+		}
+		sum += math.Log(s.Gain.Median)
+	}
+	if sum < math.Log(minShareGain) {
+		return
+	}
+	for i := range c.Steps[1:] {
+		s := &c.Steps[i+1]
+		share := math.Log(s.Gain.Median) / sum
+		s.Share = &share
+	}
+}
