@@ -19,13 +19,19 @@ func init() {
 	commands["bench"] = command{summary: "compare encapsulation modes in network namespaces", run: runBench}
 }
 
-// Run lengths. Quick keeps a 5-mode run under 2 minutes on 2 cores; the full
-// run's longer workloads steady TCP past slow start and keep it under 15.
+// Run lengths. A mode takes its four workloads plus 2-3 s (setup, iperf3
+// connections, teardown) per round on 2 cores. Quick is a first look: 2
+// rounds of 2 s, about 2 minutes for the 7 modes. The full run's longer
+// workloads steady TCP past slow start and keep it under 15 minutes: 7 modes
+// x 3 rounds x (4 x 8 s + 3 s) is 12 minutes; --underlay-gso both adds a row
+// for each of the 2 modes that send UDP GSO, so its workloads are 6 s
+// (9 x 3 x 27 s, also 12 minutes, 14 with flannel).
 const (
-	fullRounds   = 3
-	fullWorkload = 8 * time.Second
-	quickRounds  = 2
-	quickWorload = 2 * time.Second
+	fullRounds       = 3
+	fullWorkload     = 8 * time.Second
+	fullWorkloadBoth = 6 * time.Second
+	quickRounds      = 2
+	quickWorload     = 2 * time.Second
 )
 
 // benchFlags are the options of `weft bench`.
@@ -48,7 +54,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	f := &benchFlags{}
 	fs.StringVar(&f.modes, "modes", "", "comma-separated `LIST` of modes (default: every mode that can run here): "+strings.Join(bench.ModeNames(), ", "))
 	fs.IntVar(&f.rounds, "rounds", 0, "`N` rounds, modes interleaved within each (default 3, --quick 2)")
-	fs.DurationVar(&f.workload, "workload", 0, "length of each workload (default 8s, --quick 2s)")
+	fs.DurationVar(&f.workload, "workload", 0, "length of each workload (default 8s; 6s with --underlay-gso both; --quick 2s)")
 	fs.BoolVar(&f.quick, "quick", false, "short run (under 2 minutes) for a first look; numbers are rougher")
 	fs.StringVar(&f.out, "out", "bench-out", "`DIR` for results.json and the throughput plot (svg, png)")
 	fs.StringVar(&f.prefix, "prefix", fmt.Sprintf("wb%d", os.Getpid()), "network namespace name `PREFIX`, unique per run")
@@ -86,9 +92,13 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 		}
 	}
 	if f.workload == 0 {
-		f.workload = fullWorkload
-		if f.quick {
+		switch {
+		case f.quick:
 			f.workload = quickWorload
+		case f.underlayGSO == bench.UnderlayGSOBoth:
+			f.workload = fullWorkloadBoth
+		default:
+			f.workload = fullWorkload
 		}
 	}
 	return f, nil

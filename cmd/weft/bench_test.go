@@ -31,6 +31,10 @@ func TestParseBenchFlags(t *testing.T) {
 		{"quick with rounds", []string{"--quick", "--rounds", "1"}, 1, 2 * time.Second, nil, nil},
 		{"explicit", []string{"--rounds", "5", "--workload", "3s", "--modes", "underlay, weft,"}, 5, 3 * time.Second,
 			[]string{"underlay", "weft"}, nil},
+		{"both underlay settings", []string{"--underlay-gso", "both"}, 3, 6 * time.Second, nil, nil},
+		{"both, quick", []string{"--underlay-gso", "both", "--quick"}, 2, 2 * time.Second, nil, nil},
+		{"both, explicit workload", []string{"--underlay-gso", "both", "--workload", "8s"}, 3, 8 * time.Second, nil, nil},
+		{"underlay GSO off", []string{"--underlay-gso", "off"}, 3, 8 * time.Second, nil, nil},
 		{"stray argument", []string{"underlay"}, 0, 0, nil, errUsage},
 		{"bad flag", []string{"--roundz", "2"}, 0, 0, nil, nil},
 	}
