@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/weft-dev/weft/engine"
@@ -20,6 +21,8 @@ type cluster struct {
 	reg   *lease.Registry
 	cfg   lease.Config
 	lease *lease.Lease
+
+	watchEvents atomic.Uint64 // lease changes received, for status and metrics
 }
 
 // joinCluster starts the embedded etcd if asked, waits for the network
@@ -96,6 +99,7 @@ func (cl *cluster) keep(ctx context.Context, stop context.CancelCauseFunc) {
 func (cl *cluster) feedRoutes(ctx context.Context, eng *engine.Engine, ready func()) {
 	own := cl.lease.Subnet
 	for b := range cl.reg.WatchRoutes(ctx) {
+		cl.watchEvents.Add(uint64(len(b.Routes)))
 		changes := make([]engine.Change, 0, len(b.Routes))
 		for _, r := range b.Routes {
 			if r.Subnet.Overlaps(own) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weft-dev/weft/control"
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/engine"
 	"github.com/weft-dev/weft/lease"
@@ -30,6 +31,8 @@ type config struct {
 	zeroCopy    bool
 	metricsAddr string
 	logLevel    string
+
+	controlSocket string // where weft status, routes and dump reach this daemon
 
 	// Static mode: the subnets are given, no etcd.
 	network netip.Prefix
@@ -78,6 +81,7 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.StringVar(&c.offload, "offload", "auto", "TUN and UDP segmentation offloads: auto, on or off")
 	fs.BoolVar(&c.zeroCopy, "zero-copy", true, "with offloads, cut and coalesce super-packets without copying (false: wireguard-go's copying offload device)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9465", "`address` serving /metrics, /healthz and /readyz (empty: none)")
+	fs.StringVar(&c.controlSocket, "control-socket", control.DefaultSocket, "`path` of the unix socket weft status, routes and dump talk to (empty: none)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&endpoints, "etcd-endpoints", lease.DefaultEndpoint, "comma-separated etcd `URLs`")
 	fs.StringVar(&c.etcd.Prefix, "etcd-prefix", lease.DefaultPrefix, "etcd `prefix` of the network config and the subnet leases")

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/engine"
@@ -102,15 +103,27 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	eng.SetRoutes(table)
+	host := &hostState{eng: eng, started: time.Now(), network: network, subnet: subnet, publicIP: ul.publicIP,
+		tun: link.Name(), mtu: mtu, workers: cfg.workers, batch: cfg.batch, tunOffload: tcfg.Offload}
+	if cl != nil {
+		host.setLease(cl.leaseState)
+	}
 	ready := func() {}
 	if cfg.metricsAddr != "" {
-		mon, err := startMonitor(cfg.metricsAddr, eng, log)
+		mon, err := startMonitor(cfg.metricsAddr, host, log)
 		if err != nil {
 			return err
 		}
 		defer mon.close()
 		defer mon.setReady(false)
 		ready = func() { mon.setReady(true) }
+	}
+	ctl, err := serveControl(cfg.controlSocket, host, log)
+	if err != nil {
+		return err
+	}
+	if ctl != nil {
+		defer ctl.close()
 	}
 
 	queues := make([]engine.Queue, 0, cfg.workers)
@@ -127,6 +140,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			return err
 		}
 		gso, gro = conn.Offloads()
+		host.addConn(conn)
 		queues = append(queues, engine.Queue{Dev: link.Queues[i], Conn: conn})
 	}
 	if cfg.offload == "on" && (!gso || !gro) {
