@@ -70,7 +70,6 @@ func (in *inbound) step() error {
 		}
 		if drop != DropNone {
 			in.stats.drops[drop].Add(1)
-			in.tap.dropReceived(in.conn, m, drop)
 			continue
 		}
 		decrementTTL(pkt)
@@ -81,6 +80,7 @@ func (in *inbound) step() error {
 		}
 		bytes += uint64(total)
 	}
+	in.tapDrops(table, n, out)
 	if len(out) == 0 {
 		return nil
 	}

@@ -142,6 +142,43 @@ func TestTapInbound(t *testing.T) {
 	}
 }
 
+// TestTapInboundDrops: drops among forwarded datagrams are told apart and
+// given their reasons, with and without zero copy.
+func TestTapInboundDrops(t *testing.T) {
+	needTap(t)
+	for _, zeroCopy := range []bool{false, true} {
+		e, err := New(Config{Subnet: localSubnet, BatchSize: 8, MaxPacket: 1500, ZeroCopy: zeroCopy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tbl, err := NewTable(testRoutes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.SetRoutes(tbl)
+		dev, conn := newFakeDevice(64), boundConn{newFakeConn()}
+		in := e.newInbound(Queue{Dev: dev, Conn: conn})
+		d := e.StartDump(DumpConfig{Stages: StagesOf(StageDrop, StageTUNOut)})
+		good := udpPacket(pod2, pod1, 20)
+		conn.push(
+			datagram{data: good, from: h2},
+			datagram{data: udpPacket(pod3, pod1, 20), from: h2},
+			datagram{data: good, from: h2, truncated: true},
+			datagram{data: good, from: stranger},
+			datagram{data: good, from: h2},
+			datagram{data: withTTL(good, 1), from: h2},
+		)
+		if err := in.step(); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"drop/spoofed-source", "drop/truncated", "drop/unknown-peer", "drop/ttl-expired", "tun-out", "tun-out"}
+		if got := stagesOf(drain(d)); !equalStrings(got, want) {
+			t.Errorf("zero copy %v: stages %v, want %v", zeroCopy, got, want)
+		}
+		d.Close()
+	}
+}
+
 // checkOuter decodes a synthesised datagram and checks its addresses,
 // lengths and checksums.
 func checkOuter(t *testing.T, data []byte, src, dst netip.AddrPort) {
