@@ -105,71 +105,68 @@ func (rc *routeCounters) lookup(addr uint32) routeSlot {
 // counters: those are atomic adds on cache lines every worker may touch, so
 // they are made once per route and batch, not per packet. A packet of a
 // leaf route the batch has already met costs a mask and a compare for each
-// such route; only other packets are looked up.
+// such route, on arrays in the loop's stack frame; only other packets are
+// looked up.
 type batchRoutes struct {
 	n       int
-	last    int // the slot of the packet before
-	s       [8]routeSlot
+	base    [8]uint32 // the slot's subnet; a non-leaf route's slot matches nothing:
+	mask    [8]uint32 // mask 0, base 1
+	c       [8]*routeCounter
 	packets [8]uint64
 	bytes   [8]uint64
 }
 
-// add counts a packet of size bytes for the route of addr.
-func (b *batchRoutes) add(rc *routeCounters, addr uint32, size int, rx bool) {
-	i := b.find(addr)
-	if i < 0 {
-		s := rc.lookup(addr)
-		if s.c == nil {
-			return
-		}
-		i = b.slot(s, rx)
-	}
-	b.last = i
-	b.packets[i]++
-	b.bytes[i] += uint64(size)
-}
-
-// find returns the slot of a leaf route holding addr, or -1.
-func (b *batchRoutes) find(addr uint32) int {
-	if b.n > 0 {
-		if s := b.s[b.last]; s.leaf && addr&s.c.mask == s.c.base {
-			return b.last
-		}
-	}
-	for i, s := range b.s[:b.n] {
-		if s.leaf && addr&s.c.mask == s.c.base {
+// match returns the slot of the leaf route holding addr, or -1.
+func (b *batchRoutes) match(addr uint32) int {
+	for i, base := range b.base[:b.n] {
+		if addr&b.mask[i] == base {
 			return i
 		}
 	}
 	return -1
 }
 
-// slot returns the slot of s, taking a new one (flushing all when full).
-func (b *batchRoutes) slot(s routeSlot, rx bool) int {
-	for i := range b.n {
-		if b.s[i].c == s.c {
-			return i
+// addSlow looks addr's route up and counts the packet in its slot, taking
+// a new one (flushing all when full). The fast path, a packet of a leaf
+// route the batch has met, is spelled out in the loops below (match and
+// two adds): as a function it is too big to inline, and a call per packet
+// costs.
+func (b *batchRoutes) addSlow(rc *routeCounters, addr uint32, size int, rx bool) {
+	s := rc.lookup(addr)
+	if s.c == nil {
+		return
+	}
+	i := 0
+	for i < b.n && b.c[i] != s.c {
+		i++
+	}
+	if i == b.n {
+		if b.n == len(b.c) {
+			b.flush(rx)
+			i = 0
 		}
+		b.c[i], b.packets[i], b.bytes[i] = s.c, 0, 0
+		b.base[i], b.mask[i] = 1, 0
+		if s.leaf {
+			b.base[i], b.mask[i] = s.c.base, s.c.mask
+		}
+		b.n++
 	}
-	if b.n == len(b.s) {
-		b.flush(rx)
-	}
-	b.s[b.n], b.packets[b.n], b.bytes[b.n] = s, 0, 0
-	b.n++
-	return b.n - 1
+	b.packets[i]++
+	b.bytes[i] += uint64(size)
 }
 
 func (b *batchRoutes) flush(rx bool) {
-	for i, s := range b.s[:b.n] {
+	for i, c := range b.c[:b.n] {
 		if rx {
-			s.c.rxPackets.Add(b.packets[i])
-			s.c.rxBytes.Add(b.bytes[i])
+			c.rxPackets.Add(b.packets[i])
+			c.rxBytes.Add(b.bytes[i])
 		} else {
-			s.c.txPackets.Add(b.packets[i])
-			s.c.txBytes.Add(b.bytes[i])
+			c.txPackets.Add(b.packets[i])
+			c.txBytes.Add(b.bytes[i])
 		}
 	}
-	b.n, b.last = 0, 0
+	b.n = 0
 }
 
 // countSent counts datagrams handed to the socket by their inner
@@ -186,8 +183,15 @@ func (rt *routeTracker) countSent(msgs []encap.Message) {
 		if len(hdr) == 0 {
 			hdr = m.Buf
 		}
-		if len(hdr) >= ipv4MinHeader {
-			b.add(rc, ipv4Dst(hdr), len(m.Head)+len(m.Buf), false)
+		if len(hdr) < ipv4MinHeader {
+			continue
+		}
+		addr, size := ipv4Dst(hdr), len(m.Head)+len(m.Buf)
+		if j := b.match(addr); j >= 0 {
+			b.packets[j]++
+			b.bytes[j] += uint64(size)
+		} else {
+			b.addSlow(rc, addr, size, false)
 		}
 	}
 	b.flush(false)
@@ -202,8 +206,15 @@ func (rt *routeTracker) countReceived(bufs [][]byte, offset int) {
 	}
 	var b batchRoutes
 	for _, buf := range bufs {
-		if pkt := buf[offset:]; len(pkt) >= ipv4MinHeader {
-			b.add(rc, ipv4Src(pkt), len(pkt), true)
+		pkt := buf[offset:]
+		if len(pkt) < ipv4MinHeader {
+			continue
+		}
+		if j := b.match(ipv4Src(pkt)); j >= 0 {
+			b.packets[j]++
+			b.bytes[j] += uint64(len(pkt))
+		} else {
+			b.addSlow(rc, ipv4Src(pkt), len(pkt), true)
 		}
 	}
 	b.flush(true)

@@ -335,51 +335,6 @@ func TestBatchSizes(t *testing.T) {
 	}
 }
 
-func TestRouteStats(t *testing.T) {
-	e := newTestEngine(t, 8)
-	dev, conn := newFakeDevice(64), newFakeConn()
-	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
-	in := e.newInbound(Queue{Dev: dev, Conn: conn})
-	a, b := udpPacket(pod1, pod2, 10), udpPacket(pod1, pod3, 20)
-	dev.push(a, a, b, a)
-	if err := o.step(); err != nil {
-		t.Fatal(err)
-	}
-	back := udpPacket(pod2, pod1, 30)
-	conn.push(datagram{data: back, from: h2}, datagram{data: udpPacket(pod3, pod1, 30), from: h2}) // the second is spoofed
-	if err := in.step(); err != nil {
-		t.Fatal(err)
-	}
-	rs := e.RouteStats()
-	if len(rs) != 2 {
-		t.Fatalf("%d routes, want 2", len(rs))
-	}
-	r2, r3 := rs[0], rs[1]
-	if r2.Peer != h2 || r2.TxPackets != 3 || r2.TxBytes != uint64(3*len(a)) || r2.RxPackets != 1 || r2.RxBytes != uint64(len(back)) {
-		t.Errorf("route to h2: %+v", r2)
-	}
-	if r3.Peer != h3 || r3.TxPackets != 1 || r3.TxBytes != uint64(len(b)) || r3.RxPackets != 0 {
-		t.Errorf("route to h3: %+v", r3)
-	}
-	// A new table keeps the counters of unchanged routes and starts afresh
-	// for a changed one.
-	tbl, err := e.Routes().Apply([]Change{{Route: Route{Subnet: r3.Subnet, Peer: h2}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.SetRoutes(tbl)
-	rs = e.RouteStats()
-	if rs[0].TxPackets != 3 || !rs[0].Since.Equal(r2.Since) {
-		t.Errorf("unchanged route lost its counters: %+v", rs[0])
-	}
-	if rs[1].Peer != h2 || rs[1].TxPackets != 0 || rs[1].Since.Before(r3.Since) {
-		t.Errorf("changed route kept old counters: %+v", rs[1])
-	}
-	if tbl.PeerCount() != 1 {
-		t.Errorf("PeerCount %d, want 1", tbl.PeerCount())
-	}
-}
-
 // TestTapLongPacket: a packet longer than a slot's first buffer is kept
 // whole (the slot grows), and a segment's own headers come before its payload.
 func TestTapLongPacket(t *testing.T) {
