@@ -258,3 +258,19 @@ func TestServeControlDefaultShared(t *testing.T) {
 		t.Errorf("explicit path in use: %v, want errSocketInUse", err)
 	}
 }
+
+// TestControlShutdownEndsDumps: stopping the server ends a running dump
+// with its totals, and does not wait for the client.
+func TestControlShutdownEndsDumps(t *testing.T) {
+	s, path := testServer(t, testHost(t))
+	stream, err := (&control.Client{Path: path}).Dump(context.Background(), control.DumpRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	s.close()
+	_, end, err := stream.Next()
+	if err != nil || end == nil || end.Reason != "shutdown" {
+		t.Errorf("end %+v, %v; want the shutdown's end", end, err)
+	}
+}

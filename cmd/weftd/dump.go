@@ -96,9 +96,11 @@ loop:
 	d.Close()
 	end.Dropped = d.Dropped()
 	if end.Reason != "error" {
-		if s.ctx.Err() == nil { // else the shutdown's grace stands
-			conn.SetWriteDeadline(time.Now().Add(answerTimeout))
+		wait := answerTimeout
+		if s.ctx.Err() != nil {
+			wait = shutdownGrace // weftd is stopping: do not hold it up
 		}
+		conn.SetWriteDeadline(time.Now().Add(wait))
 		if control.WriteEnd(w, end) == nil {
 			w.Flush()
 		}
