@@ -65,7 +65,9 @@ func (in *inbound) step() error {
 		m := &in.msgs[i]
 		pkt := m.Buf[:m.N]
 		total, drop := in.e.admit(table, pkt, m.Addr.Addr())
-		if m.Truncated {
+		if m.Truncated || m.N > in.e.cfg.MaxPacket {
+			// A zero-copy receive can hand over more than MaxPacket;
+			// the TUN must not get a packet past its MTU.
 			drop = DropTruncated
 		}
 		if drop != DropNone {

@@ -145,7 +145,7 @@ func (d *demo) start(ctx context.Context, i int, etcdURL string, seed bool) erro
 		}
 	}
 	args := []string{d.weftd, "--public-ip", h.UnderlayIP.String(), "--subnet-file", d.subnetFile(i),
-		"--etcd-endpoints", etcdURL, "--metrics-addr", ""}
+		"--etcd-endpoints", etcdURL, "--metrics-addr", "", "--control-socket", filepath.Join(d.dir, h.Name+".sock")}
 	if i == 0 {
 		args = append(args, "--embedded-etcd", filepath.Join(d.dir, "etcd"), "--embedded-etcd-listen", etcdURL)
 	}

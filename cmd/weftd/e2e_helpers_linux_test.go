@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,6 +115,11 @@ func startWeftd(t *testing.T, topo *bench.Topology, ns string, metricsPort int, 
 		t.Fatal(err)
 	}
 	args = append(args, "--metrics-addr", d.metrics)
+	if !slices.Contains(args, "--control-socket") {
+		// The default, /run/weft/weftd.sock, is one per machine, and the
+		// hosts of a test share the machine's file system.
+		args = append(args, "--control-socket", filepath.Join(t.TempDir(), "weftd.sock"))
+	}
 	d.cmd = topo.Command(context.Background(), ns, append([]string{bin}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {
