@@ -157,8 +157,30 @@ func TestClusterThreeHosts(t *testing.T) {
 		}
 	})
 
+	t.Run("lease and etcd metrics", func(t *testing.T) {
+		m, err := daemons[1].metricsOf()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m["weft_etcd_connected"] != 1 {
+			t.Errorf("weft_etcd_connected = %v, want 1", m["weft_etcd_connected"])
+		}
+		// flannel's 24 h lease, renewed or fresh: more than 23 h ahead.
+		if exp := m["weft_lease_expiry_timestamp_seconds"]; exp < float64(time.Now().Add(23*time.Hour).Unix()) {
+			t.Errorf("weft_lease_expiry_timestamp_seconds = %v, want about 24 h from now", exp)
+		}
+		if m["weft_etcd_watch_events_total"] < 1 || m["weft_routes"] != 2 {
+			t.Errorf("weft_etcd_watch_events_total = %v, weft_routes = %v, want >= 1 and 2",
+				m["weft_etcd_watch_events_total"], m["weft_routes"])
+		}
+	})
+
 	t.Run("a deleted lease takes the route away", func(t *testing.T) {
 		h1, h2, h3 := topo.Hosts[0], topo.Hosts[1], topo.Hosts[2]
+		before, err := daemons[1].metricsOf()
+		if err != nil {
+			t.Fatal(err)
+		}
 		cli := etcdClient(t, h1.NS, "http://"+h1.UnderlayIP.String()+":2379")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -174,6 +196,14 @@ func TestClusterThreeHosts(t *testing.T) {
 			return nil
 		})
 		t.Logf("route gone, net unreachable seen %v after the delete", time.Since(deleted).Round(10*time.Millisecond))
+		after, err := daemons[1].metricsOf()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after["weft_etcd_watch_events_total"] <= before["weft_etcd_watch_events_total"] || after["weft_routes"] != 1 {
+			t.Errorf("after the delete: watch events %v -> %v, routes %v; want more events and 1 route",
+				before["weft_etcd_watch_events_total"], after["weft_etcd_watch_events_total"], after["weft_routes"])
+		}
 	})
 }
 
