@@ -17,19 +17,9 @@ import (
 // songgao/water cannot do this: it never sets IFF_VNET_HDR, and the flag
 // cannot be added to a queue once TUNSETIFF has run.
 func openOffloadQueue(name string) (Device, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, err := openVnetFD(name, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
 		return nil, err
-	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_MULTI_QUEUE)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("TUNSETIFF with IFF_VNET_HDR: %w", err)
 	}
 	// The unmonitored variant: weftd watches the link itself and needs no
 	// goroutines per queue listening to netlink.
@@ -66,3 +56,24 @@ func (q offloadQueue) Write(bufs [][]byte, offset int) (int, error) {
 func (q offloadQueue) BatchSize() int { return q.dev.BatchSize() }
 
 func (q offloadQueue) Close() error { return q.dev.Close() }
+
+// openVnetFD opens one more queue of the TUN device name with a virtio-net
+// header (IFF_TUN, IFF_NO_PI, IFF_VNET_HDR, IFF_MULTI_QUEUE); flags are
+// extra open(2) flags such as O_NONBLOCK.
+func openVnetFD(name string, flags int) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|flags, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_MULTI_QUEUE)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("TUNSETIFF with IFF_VNET_HDR: %w", err)
+	}
+	return fd, nil
+}
