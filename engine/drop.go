@@ -19,7 +19,7 @@ const (
 	DropNotLocal           // inner destination of a datagram is not in our subnet
 	DropSendError          // the UDP socket refused the datagram
 	DropTUNWriteError      // the TUN device refused the packet
-	DropBadGSO             // a super-packet from the TUN that cannot be cut into segments
+	DropBadGSO             // a packet the TUN device could not hand over whole: a super-packet that cannot be cut, a virtio-net header it does not know
 	numDrops
 )
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 
@@ -75,6 +76,10 @@ func (o *outbound) read() (int, error) {
 // step forwards one batch. It returns an error only when the TUN cannot be read.
 func (o *outbound) step() error {
 	n, err := o.read()
+	if errors.Is(err, tun.ErrDropped) {
+		o.stats.drops[DropBadGSO].Add(1)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -88,6 +93,9 @@ func (o *outbound) step() error {
 	for i := range n {
 		pkt := o.bufs[i][tun.Headroom : tun.Headroom+o.sizes[i]]
 		total, drop := checkIPv4(pkt, false)
+		if o.gsoDev != nil && o.gso[i].Kind == tun.GSOInvalid {
+			drop = DropBadGSO
+		}
 		var r *Route
 		if drop == DropNone {
 			pkt = pkt[:total]
@@ -135,23 +143,27 @@ func (o *outbound) step() error {
 
 // split appends to msgs the segments of the super-packet pkt, each its own
 // headers plus a slice of pkt's payload. When they might not fit, what is
-// queued is sent first.
+// queued is sent first; a super-packet of more segments than one send
+// carries (a small MSS) is cut window by window.
 func (o *outbound) split(msgs []encap.Message, pkt []byte, g tun.GSO, peer netip.AddrPort) []encap.Message {
-	if len(msgs)+tun.MaxSegments > cap(msgs) {
-		o.send(msgs)
-		msgs, o.headsUsed = msgs[:0], 0
+	for first := 0; ; {
+		if len(msgs)+tun.MaxSegments > cap(msgs) {
+			o.send(msgs)
+			msgs, o.headsUsed = msgs[:0], 0
+		}
+		n, total, err := tun.SplitFrom(pkt, g, first, o.heads[o.headsUsed*tun.MaxHeader:], o.segs)
+		if err != nil {
+			o.stats.drops[DropBadGSO].Add(1)
+			return msgs
+		}
+		o.headsUsed += n
+		for _, s := range o.segs[:n] {
+			msgs = append(msgs, encap.Message{Head: s.Head, Buf: s.Payload, Addr: peer})
+		}
+		if first += n; first >= total {
+			return msgs
+		}
 	}
-	n, err := tun.Split(pkt, g, o.heads[o.headsUsed*tun.MaxHeader:], o.segs)
-	if err != nil {
-		o.stats.drops[DropBadGSO].Add(1)
-		o.tap.drop(pkt, DropBadGSO)
-		return msgs
-	}
-	o.headsUsed += n
-	for _, s := range o.segs[:n] {
-		msgs = append(msgs, encap.Message{Head: s.Head, Buf: s.Payload, Addr: peer})
-	}
-	return msgs
 }
 
 // send sends msgs; a datagram the socket refuses is dropped and counted and

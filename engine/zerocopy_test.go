@@ -86,7 +86,7 @@ func TestOutboundSuperPackets(t *testing.T) {
 		{name: "UDP in 3", pkt: udp, gso: udpGSO, to: h3, segments: []int{1400, 1400, 200}},
 		{name: "not a super-packet", pkt: udpPacket(pod1, pod2, 100), gso: tun.GSO{}, to: h2, segments: []int{-1}},
 
-		{name: "TCP, 65 segments", pkt: superPacket(6, pod2, 65*100), gso: tun.GSO{Kind: tun.GSOTCPv4, SegmentSize: 100}, drop: DropBadGSO},
+		{name: "TCP, 65 segments: cut in two windows", pkt: superPacket(6, pod2, 65*100), gso: tun.GSO{Kind: tun.GSOTCPv4, SegmentSize: 100}, to: h2, segments: repeatInt(100, 65)},
 		{name: "kind TCP, protocol UDP", pkt: udp, gso: tcpGSO, drop: DropBadGSO},
 		{name: "segment size 0", pkt: tcp, gso: tun.GSO{Kind: tun.GSOTCPv4}, drop: DropBadGSO},
 		{name: "unknown kind", pkt: tcp, gso: tun.GSO{Kind: 9, SegmentSize: 1000}, drop: DropBadGSO},

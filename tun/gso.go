@@ -13,6 +13,10 @@ const (
 	GSONone  GSOKind = iota // one packet
 	GSOTCPv4                // a TCP/IPv4 super-packet, to be cut into SegmentSize payloads
 	GSOUDPv4                // a UDP/IPv4 super-packet (USO), likewise
+	// GSOInvalid marks a packet the device read but cannot hand over (a
+	// virtio-net header it does not know, a checksum it cannot finish):
+	// the caller drops and counts it.
+	GSOInvalid
 )
 
 // GSO describes a packet as the kernel handed it over (the virtio-net header).
@@ -50,19 +54,31 @@ var errTooManySegments = errors.New("gso: more segments than buffers")
 // is a slice of pkt. Every segment gets a complete IPv4 header checksum and
 // a complete TCP or UDP checksum; the payload of each is summed once.
 func Split(pkt []byte, g GSO, heads []byte, out []Segment) (int, error) {
+	n, total, err := SplitFrom(pkt, g, 0, heads, out)
+	if err == nil && n < total {
+		return 0, errTooManySegments
+	}
+	return n, err
+}
+
+// SplitFrom is Split for a window of the segments: it makes segments first,
+// first+1, ... as far as out and heads hold them, and returns how many it
+// made and how many the super-packet has in all. A super-packet of more
+// segments than one send may carry (a small MSS) is cut window by window.
+func SplitFrom(pkt []byte, g GSO, first int, heads []byte, out []Segment) (n, total int, err error) {
 	if len(pkt) < 20 || pkt[0]>>4 != 4 {
-		return 0, errors.New("gso: not an IPv4 packet")
+		return 0, 0, errors.New("gso: not an IPv4 packet")
 	}
 	ihl := int(pkt[0]&0x0f) * 4
 	if ihl < 20 || ihl > len(pkt) {
-		return 0, errors.New("gso: bad IPv4 header length")
+		return 0, 0, errors.New("gso: bad IPv4 header length")
 	}
 	var thl int
 	var proto byte
 	switch g.Kind {
 	case GSOTCPv4:
 		if len(pkt) < ihl+20 {
-			return 0, errors.New("gso: short TCP header")
+			return 0, 0, errors.New("gso: short TCP header")
 		}
 		thl = int(pkt[ihl+12]>>4) * 4
 		proto = 6
@@ -70,40 +86,45 @@ func Split(pkt []byte, g GSO, heads []byte, out []Segment) (int, error) {
 		thl = 8
 		proto = 17
 	default:
-		return 0, fmt.Errorf("gso: kind %d cannot be split", g.Kind)
+		return 0, 0, fmt.Errorf("gso: kind %d cannot be split", g.Kind)
 	}
 	if pkt[9] != proto {
-		return 0, fmt.Errorf("gso: protocol %d does not match GSO kind %d", pkt[9], g.Kind)
+		return 0, 0, fmt.Errorf("gso: protocol %d does not match GSO kind %d", pkt[9], g.Kind)
 	}
 	hlen := ihl + thl
 	// A TCP data offset below 5 would put the flags and checksum written
 	// below past the header.
 	if thl < 8 || (proto == 6 && thl < 20) || hlen > len(pkt) || hlen > MaxHeader {
-		return 0, errors.New("gso: bad transport header length")
+		return 0, 0, errors.New("gso: bad transport header length")
 	}
 	if g.SegmentSize < 1 {
-		return 0, errors.New("gso: segment size 0")
+		return 0, 0, errors.New("gso: segment size 0")
 	}
 	payload := pkt[hlen:]
 	if hlen+min(g.SegmentSize, len(payload)) > 65535 {
-		return 0, errors.New("gso: segment larger than an IPv4 packet")
+		return 0, 0, errors.New("gso: segment larger than an IPv4 packet")
 	}
 	// Rounded up without adding, which overflows for a huge SegmentSize.
-	n := len(payload) / g.SegmentSize
-	if len(payload)%g.SegmentSize != 0 || n == 0 {
-		n++
+	total = len(payload) / g.SegmentSize
+	if len(payload)%g.SegmentSize != 0 || total == 0 {
+		total++
 	}
-	if n > len(out) || n*MaxHeader > len(heads) {
-		return 0, errTooManySegments
+	if first < 0 || first >= total {
+		return 0, total, errors.New("gso: first segment out of range")
+	}
+	n = min(total-first, len(out), len(heads)/MaxHeader)
+	if n == 0 {
+		return 0, total, errTooManySegments
 	}
 	id := binary.BigEndian.Uint16(pkt[4:6])
 	seq := uint32(0)
 	if proto == 6 {
 		seq = binary.BigEndian.Uint32(pkt[ihl+4:])
 	}
-	for k := range n {
+	for i := range n {
+		k := first + i // the segment's number in the super-packet
 		p := payload[min(k*g.SegmentSize, len(payload)):min((k+1)*g.SegmentSize, len(payload))]
-		h := heads[k*MaxHeader : k*MaxHeader+hlen]
+		h := heads[i*MaxHeader : i*MaxHeader+hlen]
 		copy(h, pkt[:hlen])
 		binary.BigEndian.PutUint16(h[2:4], uint16(hlen+len(p)))
 		binary.BigEndian.PutUint16(h[4:6], id+uint16(k))
@@ -112,7 +133,7 @@ func Split(pkt []byte, g GSO, heads []byte, out []Segment) (int, error) {
 		var csumAt int
 		if proto == 6 {
 			binary.BigEndian.PutUint32(t[4:8], seq+uint32(k*g.SegmentSize))
-			if k < n-1 {
+			if k < total-1 {
 				t[13] &^= 0x09 // FIN and PSH only on the last segment
 			}
 			if k > 0 {
@@ -129,9 +150,9 @@ func Split(pkt []byte, g GSO, heads []byte, out []Segment) (int, error) {
 			c = 0xffff // a UDP checksum of 0 means none
 		}
 		binary.BigEndian.PutUint16(t[csumAt:], c)
-		out[k] = Segment{Head: h, Payload: p}
+		out[i] = Segment{Head: h, Payload: p}
 	}
-	return n, nil
+	return n, total, nil
 }
 
 // Checksum completes the transport checksum of a packet the kernel left

@@ -1,7 +1,9 @@
 package tun
 
 import (
+	"errors"
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 	wgtun "golang.zx2c4.com/wireguard/tun"
@@ -42,8 +44,17 @@ type offloadQueue struct {
 	dev wgtun.Device
 }
 
+// Read hands over what wireguard-go's device read. Its errors other than a
+// closed or failing file are about one packet (a super-packet with more
+// segments than bufs, a virtio-net header it does not handle): the packet
+// is gone, the device is not, so they become ErrDropped.
 func (q offloadQueue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	return q.dev.Read(bufs, sizes, offset)
+	n, err := q.dev.Read(bufs, sizes, offset)
+	var pathErr *os.PathError
+	if err != nil && !errors.Is(err, os.ErrClosed) && !errors.As(err, &pathErr) {
+		return 0, ErrDropped
+	}
+	return n, err
 }
 
 func (q offloadQueue) Write(bufs [][]byte, offset int) (int, error) {

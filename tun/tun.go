@@ -2,6 +2,8 @@
 // between the kernel and weft, and reads and writes packets in batches.
 package tun
 
+import "errors"
+
 // Device is one queue of a TUN device, read and written in batches.
 // The engine sees only this interface, so an offloading device (virtio-net
 // header, GSO/GRO) can replace the plain one without touching it.
@@ -25,6 +27,11 @@ type Device interface {
 	// Close releases the queue; a blocked Read returns an error.
 	Close() error
 }
+
+// ErrDropped is what Read returns when the device consumed a packet it
+// cannot hand over (a super-packet it cannot cut): the caller counts one
+// drop and reads on. Any other error means the device is gone.
+var ErrDropped = errors.New("tun: a packet read could not be handed over")
 
 // Headroom is the offset every Device accepts: room in front of each packet
 // for a device's own header (the 10-byte virtio-net header of an offloading

@@ -64,7 +64,8 @@ func openVnetQueue(name string, batch int) (*vnetQueue, error) {
 	if err != nil {
 		return nil, err
 	}
-	const tcp = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+	// IPv4 only (weft's overlay is IPv4), but USO needs both USO flags.
+	const tcp = unix.TUN_F_CSUM | unix.TUN_F_TSO4
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp|unix.TUN_F_USO4|unix.TUN_F_USO6); err != nil {
 		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp); err != nil {
 			unix.Close(fd)
@@ -121,17 +122,19 @@ func (q *vnetQueue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (
 				rerr = err
 				return true
 			}
-			if m < virtioNetHdrLen {
-				continue // nothing a TUN hands over; never seen
+			// A packet that cannot be handed over is still handed up,
+			// marked, so that its drop is counted.
+			g, perr := GSO{Kind: GSOInvalid}, error(nil)
+			if m >= virtioNetHdrLen {
+				g, perr = parseVnetHdr(b[:virtioNetHdrLen])
 			}
-			g, perr := parseVnetHdr(b[:virtioNetHdrLen])
-			if perr != nil {
-				continue
-			}
-			pkt := b[virtioNetHdrLen:m]
-			if g.Kind == GSONone && g.NeedsCsum {
+			pkt := b[min(m, virtioNetHdrLen):m]
+			switch {
+			case perr != nil:
+				g = GSO{Kind: GSOInvalid}
+			case g.Kind == GSONone && g.NeedsCsum:
 				if Checksum(pkt, g) != nil {
-					continue
+					g = GSO{Kind: GSOInvalid}
 				}
 				g.NeedsCsum = false
 			}
@@ -182,16 +185,16 @@ func (q *vnetQueue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		return 0, err
 	}
 	pkt := q.rbuf[virtioNetHdrLen : virtioNetHdrLen+sz[0]]
-	if g[0].Kind == GSONone {
+	switch g[0].Kind {
+	case GSONone:
 		sizes[0] = copy(bufs[0][offset:], pkt)
 		return 1, nil
+	case GSOInvalid:
+		return 0, ErrDropped
 	}
 	n, err := Split(pkt, g[0], q.heads, q.split)
-	if err != nil {
-		return 0, err
-	}
-	if n > len(bufs) {
-		return 0, errTooManySegments
+	if err != nil || n > len(bufs) {
+		return 0, ErrDropped // the packet is consumed; the device goes on
 	}
 	for i, s := range q.split[:n] {
 		b := bufs[i][offset:]

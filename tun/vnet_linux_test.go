@@ -128,7 +128,7 @@ func newBufs(n int) [][]byte {
 
 // TestVnetReadGSO: ReadGSO drains what is ready, hands super-packets over
 // uncut with their GSO, completes a single packet's partial checksum, and
-// skips what it cannot use.
+// hands what it cannot use up marked GSOInvalid, so that its drop is counted.
 func TestVnetReadGSO(t *testing.T) {
 	q, k := fakeQueue(t, 8)
 	udp := udpSpec{payload: []byte("checksum left to the receiver")}.build()
@@ -140,9 +140,9 @@ func TestVnetReadGSO(t *testing.T) {
 
 	kernelSend(t, k, vnetHdr(1, 0, 0, 0, 20, 6), udp)
 	kernelSend(t, k, vnetHdr(1, 0x81, 52, 1448, 20, 16), sc.pkt)
-	kernelSend(t, k, vnetHdr(1, 4, 72, 1428, 40, 16), make([]byte, 100)) // TCPv6: skipped
-	kernelSend(t, k, []byte{1, 2, 3})                                    // shorter than the header: skipped
-	kernelSend(t, k, vnetHdr(1, 0, 0, 0, 20, 30), whole)                 // checksum offset past the packet: skipped
+	kernelSend(t, k, vnetHdr(1, 4, 72, 1428, 40, 16), make([]byte, 100)) // TCPv6: invalid
+	kernelSend(t, k, []byte{1, 2, 3})                                    // shorter than the header: invalid
+	kernelSend(t, k, vnetHdr(1, 0, 0, 0, 20, 30), whole)                 // checksum offset past the packet: invalid
 	kernelSend(t, k, vnetHdr(0, 0, 0, 0, 0, 0), whole)
 
 	bufs := newBufs(8)
@@ -152,8 +152,13 @@ func TestVnetReadGSO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 3 {
-		t.Fatalf("ReadGSO read %d packets, want 3", n)
+	if n != 6 {
+		t.Fatalf("ReadGSO read %d packets, want 6", n)
+	}
+	for i := 2; i <= 4; i++ {
+		if gso[i].Kind != GSOInvalid {
+			t.Errorf("packet %d: %+v, want it marked GSOInvalid", i, gso[i])
+		}
 	}
 	got := func(i int) []byte { return bufs[i][Headroom : Headroom+sizes[i]] }
 	if gso[0] != (GSO{CsumStart: 20, CsumOffset: 6}) {
@@ -175,8 +180,8 @@ func TestVnetReadGSO(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSplit(t, superCase{pkt: got(1), g: gso[1]}, segs[:m])
-	if gso[2] != (GSO{}) || !bytes.Equal(got(2), whole) {
-		t.Errorf("packet 2: %+v %x", gso[2], got(2))
+	if gso[5] != (GSO{}) || !bytes.Equal(got(5), whole) {
+		t.Errorf("packet 5: %+v %x", gso[5], got(5))
 	}
 
 	if _, err := q.ReadGSO(bufs, sizes, gso, virtioNetHdrLen-1); err == nil {
@@ -229,8 +234,10 @@ func TestVnetRead(t *testing.T) {
 	}
 
 	kernelSend(t, k, vnetHdr(1, 1, 40, 1448, 20, 16), pkt)
-	if _, err := q.Read(bufs[:2], sizes, Headroom); !errors.Is(err, errTooManySegments) {
-		t.Fatalf("Read of 3 segments into 2 buffers: %v", err)
+	// The packet is consumed and cannot be handed over: a counted drop,
+	// not the end of the device.
+	if _, err := q.Read(bufs[:2], sizes, Headroom); !errors.Is(err, ErrDropped) {
+		t.Fatalf("Read of 3 segments into 2 buffers: %v, want ErrDropped", err)
 	}
 }
 
