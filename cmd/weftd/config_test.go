@@ -99,6 +99,8 @@ func TestParseFlags(t *testing.T) {
 		{name: "offload bad", args: append(base, "--offload", "maybe"), wantErr: `--offload "maybe"`},
 		{name: "tun name too long", args: append(base, "--tun-name", "abcdefghijklmnop"), wantErr: "--tun-name"},
 		{name: "log level", args: append(base, "--log-level", "loud"), wantErr: `--log-level "loud"`},
+		{name: "ip-masq refused until weft masquerades", args: append(base, "--ip-masq"), wantErr: "--ip-masq: not in this build yet"},
+		{name: "ip-masq false as flanneld units write it", args: append(base, "--ip-masq=false")},
 		{name: "unknown flag", args: append(base, "--frobnicate"), wantErr: "frobnicate"},
 		{name: "stray argument", args: append(base, "extra"), wantErr: `unexpected argument "extra"`},
 	}

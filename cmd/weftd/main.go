@@ -56,7 +56,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		if cl, err = joinCluster(ctx, cfg, ul.publicIP, log); err != nil {
 			return err
 		}
-		defer cl.close()
+		defer func() {
+			stop(nil) // end Keep and the watch before their client goes
+			cl.close()
+		}()
 		network, subnet, port = cl.cfg.Network, cl.lease.Subnet, int(cl.cfg.Port)
 		go cl.keep(ctx, stop)
 	}
@@ -110,7 +113,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	ready := func() {}
 	if cfg.metricsAddr != "" {
-		mon, err := startMonitor(cfg.metricsAddr, host, log)
+		mon, err := startMonitor(cfg.metricsAddr, cfg.profiles, host, log)
 		if err != nil {
 			return err
 		}

@@ -22,7 +22,7 @@ type monitor struct {
 	ready atomic.Bool
 }
 
-func startMonitor(addr string, host *hostState, log *slog.Logger) (*monitor, error) {
+func startMonitor(addr string, profiles bool, host *hostState, log *slog.Logger) (*monitor, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -32,10 +32,13 @@ func startMonitor(addr string, host *hostState, log *slog.Logger) (*monitor, err
 	m := &monitor{}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// Profiles of a live daemon: where forwarding time goes. The metrics
-	// address is loopback by default.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	if profiles {
+		// Profiles of a live daemon: where forwarding time goes. Off by
+		// default: operators often open the metrics address to their
+		// Prometheus, and profiles and heap dumps are not for everyone.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !m.ready.Load() {
