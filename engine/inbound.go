@@ -64,12 +64,7 @@ func (in *inbound) step() error {
 	for i := range n {
 		m := &in.msgs[i]
 		pkt := m.Buf[:m.N]
-		total, drop := in.e.admit(table, pkt, m.Addr.Addr())
-		if m.Truncated || m.N > in.e.cfg.MaxPacket {
-			// A zero-copy receive can hand over more than MaxPacket;
-			// the TUN must not get a packet past its MTU.
-			drop = DropTruncated
-		}
+		total, drop := in.e.admitReceived(table, m)
 		if drop != DropNone {
 			in.stats.drops[drop].Add(1)
 			continue
@@ -104,6 +99,17 @@ func (in *inbound) step() error {
 	in.stats.packets.Add(uint64(written))
 	in.stats.bytes.Add(bytes)
 	return nil
+}
+
+// admitReceived is admit for a received datagram: one cut short, or (a
+// zero-copy receive can hand over more) one past MaxPacket, which the TUN's
+// MTU would refuse, is truncated. The dump's drop stage asks it too.
+func (e *Engine) admitReceived(t *Table, m *encap.Message) (int, Drop) {
+	total, drop := e.admit(t, m.Buf[:m.N], m.Addr.Addr())
+	if m.Truncated || m.N > e.cfg.MaxPacket {
+		drop = DropTruncated
+	}
+	return total, drop
 }
 
 // admit decides whether a datagram's payload pkt, from the peer address

@@ -113,13 +113,8 @@ func (s *tapSet) dropsReceivedSlow(e *Engine, t *Table, conn encap.Conn, msgs []
 			j++
 			continue
 		}
-		pkt := m.Buf[:m.N]
-		_, why := e.admit(t, pkt, m.Addr.Addr())
-		if m.Truncated {
-			why = DropTruncated
-		}
-		if why != DropNone {
-			s.capture(StageDrop, why, nil, pkt, m.Addr, local, now)
+		if _, why := e.admitReceived(t, m); why != DropNone {
+			s.capture(StageDrop, why, nil, m.Buf[:m.N], m.Addr, local, now)
 		}
 	}
 }
