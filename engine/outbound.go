@@ -169,10 +169,10 @@ func (o *outbound) split(msgs []encap.Message, pkt []byte, g tun.GSO, peer netip
 // send sends msgs; a datagram the socket refuses is dropped and counted and
 // the rest still go.
 func (o *outbound) send(msgs []encap.Message) {
-	o.e.routeStats.countSent(msgs)
 	o.tap.wireOut(o.conn, msgs)
 	for len(msgs) > 0 {
 		n, err := o.conn.WriteBatch(msgs)
+		o.e.routeStats.countSent(msgs[:n]) // what the socket took, not what it refused
 		var bytes uint64
 		for _, m := range msgs[:n] {
 			bytes += uint64(len(m.Head) + len(m.Buf))

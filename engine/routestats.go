@@ -169,7 +169,7 @@ func (b *batchRoutes) flush(rx bool) {
 	b.n = 0
 }
 
-// countSent counts datagrams handed to the socket by their inner
+// countSent counts datagrams the socket took by their inner
 // destination's route.
 func (rt *routeTracker) countSent(msgs []encap.Message) {
 	rc := rt.active.Load()
