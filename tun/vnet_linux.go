@@ -46,14 +46,16 @@ type vnetQueue struct {
 	raw   syscall.RawConn
 	batch int
 
-	wmu   sync.Mutex // guards the rest: Write may be called concurrently
-	iov   []unix.Iovec
-	vhdr  [virtioNetHdrLen]byte
-	head  [MaxHeader]byte
-	runs  []run
-	split []Segment // for Read, which cuts super-packets by copying
+	// Read's, which cuts super-packets by copying; one reader at a time.
+	split []Segment
 	heads []byte
 	rbuf  []byte
+
+	wmu  sync.Mutex // guards the rest: Write may be called concurrently
+	iov  []unix.Iovec
+	vhdr [virtioNetHdrLen]byte
+	head [MaxHeader]byte
+	runs []run
 }
 
 // openVnetQueue opens one queue of the device with IFF_VNET_HDR and turns on
