@@ -38,7 +38,6 @@ func (s *controlServer) dump(conn *net.UnixConn, req *control.DumpRequest) {
 		}
 	}
 	s.answer(conn, control.Response{Dump: started})
-	conn.SetWriteDeadline(time.Time{})
 
 	// The client says it is done by closing its side (or the connection).
 	clientDone := make(chan struct{})
@@ -70,6 +69,9 @@ loop:
 				pkt.Reason = c.Reason.String()
 			}
 			pkt.Data, pkt.Length = c.Data()
+			// A client that stays connected but stops reading must not
+			// hold its dump slot for ever.
+			conn.SetWriteDeadline(time.Now().Add(answerTimeout))
 			frame, err = control.WritePacket(w, &pkt, frame)
 			d.Release(c)
 			if err == nil && len(d.Packets()) == 0 {
