@@ -14,7 +14,7 @@ DEB_COMMANDS  := ip ping iperf3 ethtool
 
 PKGS          := ./...
 
-.PHONY: all build test lint fuzz bench-go bench-tap demo deps cross clean
+.PHONY: all build test lint fuzz bench-go bench-tap demo deps cross install clean
 
 all: build
 
@@ -79,6 +79,17 @@ bench-tap:
 	done; done | sort -k1,1 -k2,2 -k3,3n | awk ' \
 		function out() { if (n) printf "%-20s %-20s median %7.2f  fastest %7.2f ns/packet (%d runs)\n", k1, (k2 == "tap" ? "tap built in, idle" : "tap compiled out"), v[int((n + 1) / 2)], v[1], n } \
 		$$1 " " $$2 != k { out(); k = $$1 " " $$2; k1 = $$1; k2 = $$2; n = 0 } { v[++n] = $$3 } END { out() }'
+
+# install puts the binaries, the systemd unit and an environment file for
+# weftd's flags (kept if present) in place. Then: edit /etc/default/weftd,
+# systemctl daemon-reload, systemctl enable --now weftd.
+PREFIX        ?= /usr/local
+install: build
+	install -D -m 0755 bin/weftd $(DESTDIR)$(PREFIX)/bin/weftd
+	install -D -m 0755 bin/weft $(DESTDIR)$(PREFIX)/bin/weft
+	install -D -m 0644 dist/weftd.service $(DESTDIR)/etc/systemd/system/weftd.service
+	@if [ "$(PREFIX)" != /usr/local ]; then sed -i 's|/usr/local/bin/weftd|$(PREFIX)/bin/weftd|' $(DESTDIR)/etc/systemd/system/weftd.service; fi
+	@[ -e $(DESTDIR)/etc/default/weftd ] || install -D -m 0644 dist/weftd.env $(DESTDIR)/etc/default/weftd
 
 demo: deps build
 	bin/weft demo

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +34,9 @@ func main() {
 	}
 	level, _ := parseLogLevel(cfg.logLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Logs go to stderr, which systemd's journal holds: on SIGHUP there is
+	// no log file to reopen, and a hangup must not end the daemon.
+	signal.Ignore(syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
@@ -111,7 +115,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cl != nil {
 		host.setLease(cl.leaseState)
 	}
-	ready := func() {}
+	ready := func() { notifyReady(log) }
 	if cfg.metricsAddr != "" {
 		mon, err := startMonitor(cfg.metricsAddr, cfg.profiles, host, log)
 		if err != nil {
@@ -119,7 +123,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		defer mon.close()
 		defer mon.setReady(false)
-		ready = func() { mon.setReady(true) }
+		ready = func() { mon.setReady(true); notifyReady(log) }
 	}
 	ctl, err := serveControl(cfg.controlSocket, host, log)
 	if err != nil {
@@ -165,7 +169,12 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		go cl.feedRoutes(ctx, eng, ready)
 	}
+	var running atomic.Bool
+	running.Store(true)
+	go watchdog(ctx, running.Load, log)
 	err = eng.Run(ctx, queues)
+	running.Store(false)
+	notifyStopping()
 	log.Info("shutting down", "tun", link.Name())
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause // the lease was lost
