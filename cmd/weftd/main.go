@@ -173,6 +173,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	running.Store(true)
 	go watchdog(ctx, running.Load, log)
 	err = eng.Run(ctx, queues)
+	if errors.Is(err, syscall.EBADFD) {
+		// The kernel says so of a TUN queue whose device was deleted.
+		err = fmt.Errorf("the TUN device %s was deleted from outside; stopping (systemd restarts weftd): %w", link.Name(), err)
+	}
 	running.Store(false)
 	notifyStopping()
 	log.Info("shutting down", "tun", link.Name())

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -173,6 +174,21 @@ func TestStaticTwoHosts(t *testing.T) {
 			if d := after[key] - before[key]; d != float64(want) {
 				t.Errorf("%s went up by %v, want %d", key, d, want)
 			}
+		}
+	})
+
+	t.Run("TUN deleted from outside: weftd exits non-zero, saying why", func(t *testing.T) {
+		if _, err := topo.Run(context.Background(), h2.NS, "ip", "link", "del", "flannel0"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-d2.done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("weftd still running 10 s after its TUN device was deleted")
+		}
+		log, _ := os.ReadFile(d2.log)
+		if d2.err == nil || !strings.Contains(string(log), "was deleted from outside") {
+			t.Errorf("exit %v, log:\n%s", d2.err, log)
 		}
 	})
 
