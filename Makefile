@@ -9,8 +9,8 @@ STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME      ?= 10s
 TEST_TIMEOUT  ?= 25m
 # Debian packages the demo, the end-to-end tests and the benchmarks run.
-DEB_PACKAGES  := iproute2 iputils-ping iperf3 ethtool
-DEB_COMMANDS  := ip ping iperf3 ethtool
+DEB_PACKAGES  := iproute2 iputils-ping iperf3 ethtool systemd
+DEB_COMMANDS  := ip ping iperf3 ethtool systemd-analyze
 
 PKGS          := ./...
 
