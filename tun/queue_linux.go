@@ -53,13 +53,7 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		// Wait for readiness only while nothing was read.
 		return n > 0
 	})
-	if n > 0 {
-		return n, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return 0, rerr
+	return drained(n, err, rerr)
 }
 
 func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
@@ -98,4 +92,16 @@ func (q *queue) Close() error {
 		return nil
 	}
 	return err
+}
+
+// drained is what a draining read returns: the packets it got, else why it
+// got none (the poller's error, then the read's).
+func drained(n int, pollErr, readErr error) (int, error) {
+	if n > 0 {
+		return n, nil
+	}
+	if pollErr != nil {
+		return 0, pollErr
+	}
+	return 0, readErr
 }

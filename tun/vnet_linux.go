@@ -146,13 +146,7 @@ func (q *vnetQueue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (
 		}
 		return n > 0
 	})
-	if n > 0 {
-		return n, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return 0, rerr
+	return drained(n, err, rerr)
 }
 
 // parseVnetHdr reads a virtio_net_hdr. Only IPv4 GSO kinds are handed on:
