@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/net/ipv4"
@@ -346,3 +347,8 @@ func (c *UDPConn) pack(k int, group []Message) {
 
 // Close implements Conn.
 func (c *UDPConn) Close() error { return c.conn.Close() }
+
+// SetReadDeadline ends a blocked ReadBatch, and those after it, at t,
+// leaving sends open. Segments of a GRO datagram already received are
+// still handed out.
+func (c *UDPConn) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }

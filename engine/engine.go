@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -104,8 +105,14 @@ func (e *Engine) SetRoutes(t *Table) {
 func (e *Engine) Routes() *Table { return e.routes.Load() }
 
 // Run forwards on every queue, one outbound and one inbound loop each, until
-// ctx is done or a loop fails. Either way it closes every queue's device and
-// socket, which ends the other loops, and returns the first failure.
+// ctx is done or a loop fails, and returns the first failure.
+//
+// When ctx is done, Run stops reading but lets every loop finish the batch
+// it holds: a device or socket that can end a blocked read without closing
+// (readStopper) gets a read deadline now, so what was read is still sent or
+// written, and only then is it closed. One that cannot is closed at once.
+// When a loop fails, every queue is closed at once, which ends the others.
+// Either way every device and socket is closed when Run returns.
 func (e *Engine) Run(ctx context.Context, queues []Queue) error {
 	if len(queues) == 0 {
 		return errors.New("engine: no queues")
@@ -116,12 +123,19 @@ func (e *Engine) Run(ctx context.Context, queues []Queue) error {
 		firstErr error
 		stopping atomic.Bool
 	)
-	stop := func() {
+	closeAll := func() {
+		for _, q := range queues {
+			q.Dev.Close()
+			q.Conn.Close()
+		}
+	}
+	abort := func() { once.Do(func() { stopping.Store(true); closeAll() }) }
+	drain := func() {
 		once.Do(func() {
 			stopping.Store(true)
 			for _, q := range queues {
-				q.Dev.Close()
-				q.Conn.Close()
+				stopReading(q.Dev)
+				stopReading(q.Conn)
 			}
 		})
 	}
@@ -131,7 +145,7 @@ func (e *Engine) Run(ctx context.Context, queues []Queue) error {
 			firstErr = err
 		}
 		e.mu.Unlock()
-		stop()
+		abort()
 	}
 	for i, q := range queues {
 		out := e.newOutbound(q)
@@ -160,11 +174,27 @@ func (e *Engine) Run(ctx context.Context, queues []Queue) error {
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-ctx.Done():
-		stop()
+		drain()
 		<-done
 	case <-done:
 	}
+	closeAll()
 	return firstErr
+}
+
+// readStopper is a device or socket whose blocked read can be ended without
+// closing it (os.File and net.UDPConn on Go's poller can).
+type readStopper interface {
+	SetReadDeadline(t time.Time) error
+}
+
+// stopReading ends x's reads, now and from now on, leaving its writes open;
+// if it cannot, it closes x.
+func stopReading(x io.Closer) {
+	if rs, ok := x.(readStopper); ok && rs.SetReadDeadline(time.Now()) == nil {
+		return
+	}
+	x.Close()
 }
 
 // newCounters returns the counters of a new loop, inbound or outbound. The

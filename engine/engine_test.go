@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/encap"
+	"github.com/weft-dev/weft/tun"
 )
 
 // withTTL returns a copy of p with TTL ttl and a correct checksum.
@@ -928,6 +929,66 @@ func TestRunCancelled(t *testing.T) {
 			checkClosed(t, fq)
 		})
 	}
+}
+
+// TestRunFlushesOnStop: a batch read before ctx is done is still sent and
+// written: Run stops the reads, waits for the loops, and closes only then.
+func TestRunFlushesOnStop(t *testing.T) {
+	e := newTestEngine(t, 64)
+	fq, queues := newFakeQueues(2)
+	conn := fq[0].conn
+	conn.gate, conn.entered = make(chan struct{}), make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runEngine(t, ctx, e, queues)
+	fq[0].dev.push(udpPacket(pod1, pod2, 100), udpPacket(pod1, pod3, 200))
+	<-conn.entered // the outbound loop holds the batch, sending it
+	fq[1].conn.push(datagram{data: udpPacket(pod2, pod1, 300), from: h2})
+	eventually(t, "the inbound packet written", func() bool { return len(fq[1].dev.packets()) == 1 })
+	cancel()
+	eventually(t, "the reads stopped", func() bool {
+		select {
+		case <-fq[1].conn.stop.c:
+			return true
+		default:
+			return false
+		}
+	})
+	if conn.isShut.Load() {
+		t.Fatal("the socket was closed under a batch in flight")
+	}
+	close(conn.gate)
+	if err := wait(); err != nil {
+		t.Fatalf("Run: %v, want nil", err)
+	}
+	if sent := conn.datagrams(); len(sent) != 2 {
+		t.Errorf("sent %d datagrams of the batch in flight, want 2", len(sent))
+	}
+	if s := e.Stats(); s.TxPackets != 2 || s.RxPackets != 1 {
+		t.Errorf("tx %d, rx %d packets; want 2, 1", s.TxPackets, s.RxPackets)
+	}
+	checkClosed(t, fq)
+}
+
+// closeOnly hides a fake's SetReadDeadline: a device that cannot stop
+// reading without closing, as wireguard-go's.
+type closeOnly struct{ tun.Device }
+
+// TestRunStopClosesWhatCannotStopReading: without a read deadline, the
+// device is closed at once, which ends its read; Run still returns nil.
+func TestRunStopClosesWhatCannotStopReading(t *testing.T) {
+	e := newTestEngine(t, 64)
+	fq, queues := newFakeQueues(1)
+	queues[0].Dev = closeOnly{fq[0].dev}
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := runEngine(t, ctx, e, queues)
+	fq[0].dev.push(udpPacket(pod1, pod2, 100))
+	eventually(t, "a packet forwarded", func() bool { return e.Stats().TxPackets == 1 })
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("Run: %v, want nil", err)
+	}
+	checkClosed(t, fq)
 }
 
 // TestRunReadError: when a device or socket read fails, Run stops every

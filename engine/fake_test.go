@@ -36,6 +36,7 @@ type fakeDevice struct {
 	closed chan struct{}
 	once   sync.Once
 	isShut atomic.Bool
+	stop   readStop
 
 	// refuse, if set before use, makes Write refuse the packets it is true for.
 	refuse func(pkt []byte) bool
@@ -51,7 +52,7 @@ type fakeDevice struct {
 var _ tun.Device = (*fakeDevice)(nil)
 
 func newFakeDevice(batch int) *fakeDevice {
-	return &fakeDevice{batch: batch, reads: make(chan deviceRead, 64), closed: make(chan struct{})}
+	return &fakeDevice{batch: batch, reads: make(chan deviceRead, 64), closed: make(chan struct{}), stop: newReadStop()}
 }
 
 // push queues one batch for Read.
@@ -65,6 +66,8 @@ func (d *fakeDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	select {
 	case <-d.closed:
 		return 0, os.ErrClosed
+	case <-d.stop.c:
+		return 0, os.ErrDeadlineExceeded
 	case r = <-d.reads:
 	}
 	if r.err != nil {
@@ -108,6 +111,8 @@ func (d *fakeDevice) Write(bufs [][]byte, offset int) (int, error) {
 
 func (d *fakeDevice) BatchSize() int { return d.batch }
 
+func (d *fakeDevice) SetReadDeadline(t time.Time) error { d.stop.set(t); return nil }
+
 func (d *fakeDevice) Close() error {
 	d.once.Do(func() { d.isShut.Store(true); close(d.closed) })
 	return nil
@@ -148,8 +153,12 @@ type fakeConn struct {
 	closed chan struct{}
 	once   sync.Once
 	isShut atomic.Bool
+	stop   readStop
 
 	refuse func(m encap.Message) bool
+	// gate, if set, holds every WriteBatch until it is closed; each
+	// WriteBatch first sends on entered, if set.
+	gate, entered chan struct{}
 	// own, if set, makes ReadBatch receive into these buffers of its own and
 	// point each message at them, as encap does with Options.ZeroCopy.
 	own [][]byte
@@ -163,7 +172,7 @@ type fakeConn struct {
 var _ encap.Conn = (*fakeConn)(nil)
 
 func newFakeConn() *fakeConn {
-	return &fakeConn{reads: make(chan connRead, 64), closed: make(chan struct{})}
+	return &fakeConn{reads: make(chan connRead, 64), closed: make(chan struct{}), stop: newReadStop()}
 }
 
 func (c *fakeConn) push(d ...datagram) { c.reads <- connRead{dgrams: d} }
@@ -175,6 +184,8 @@ func (c *fakeConn) ReadBatch(msgs []encap.Message) (int, error) {
 	select {
 	case <-c.closed:
 		return 0, os.ErrClosed
+	case <-c.stop.c:
+		return 0, os.ErrDeadlineExceeded
 	case r = <-c.reads:
 	}
 	if r.err != nil {
@@ -198,6 +209,12 @@ func (c *fakeConn) ReadBatch(msgs []encap.Message) (int, error) {
 }
 
 func (c *fakeConn) WriteBatch(msgs []encap.Message) (int, error) {
+	if c.entered != nil {
+		c.entered <- struct{}{}
+	}
+	if c.gate != nil {
+		<-c.gate
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.writes++
@@ -217,6 +234,8 @@ func (c *fakeConn) WriteBatch(msgs []encap.Message) (int, error) {
 	return len(msgs), nil
 }
 
+func (c *fakeConn) SetReadDeadline(t time.Time) error { c.stop.set(t); return nil }
+
 func (c *fakeConn) Close() error {
 	c.once.Do(func() { c.isShut.Store(true); close(c.closed) })
 	return nil
@@ -226,6 +245,21 @@ func (c *fakeConn) datagrams() []sentDatagram {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]sentDatagram(nil), c.sent...)
+}
+
+// readStop is a fake's read deadline: a deadline set ends every read from
+// then on (the engine only ever sets one to stop reading).
+type readStop struct {
+	c    chan struct{}
+	once *sync.Once
+}
+
+func newReadStop() readStop { return readStop{c: make(chan struct{}), once: new(sync.Once)} }
+
+func (r readStop) set(t time.Time) {
+	if !t.IsZero() {
+		r.once.Do(func() { close(r.c) })
+	}
 }
 
 // newTestEngine returns an engine for h1 (subnet 100.96.1.0/24) routing to

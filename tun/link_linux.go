@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 
 	"github.com/songgao/water"
 	"github.com/vishvananda/netlink"
@@ -29,6 +30,11 @@ type Config struct {
 	// copying, instead of wireguard-go's, which copy segments on read and
 	// payloads on write.
 	ZeroCopy bool
+	// Keep makes the device persistent (TUNSETPERSIST): when the Link
+	// closes, the device, its address and its route stay. While weftd
+	// restarts, packets for other hosts' subnets then die in a device with
+	// no reader instead of following the default route out unencapsulated.
+	Keep bool
 }
 
 // Link is a configured TUN device and its queues.
@@ -37,18 +43,25 @@ type Link struct {
 	name   string
 	index  int
 	route  *netlink.Route
+	keep   bool
 }
 
 // Create makes the device with one queue per worker, sets its MTU and
 // address, brings it up and routes the Network through it, all over netlink.
-// A device of that name must not exist: another weftd or flanneld may own it.
-// On error, Create removes whatever it made.
+// A device of that name must not exist, unless it is a TUN device kept by
+// an earlier run (Keep) that nothing reads: another weftd or flanneld may
+// own any other. Create adopts such a device, and leaves it persistent only
+// if Keep is set again. On error, Create removes whatever it made.
 func Create(cfg Config) (l *Link, err error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	if _, err := netlink.LinkByName(cfg.Name); err == nil {
-		return nil, fmt.Errorf("tun %s: a device of that name already exists (another weftd or flanneld running?)", cfg.Name)
+	adopted := false
+	if old, err := netlink.LinkByName(cfg.Name); err == nil {
+		if !idleKeptTUN(old) {
+			return nil, fmt.Errorf("tun %s: a device of that name already exists (another weftd or flanneld running?)", cfg.Name)
+		}
+		adopted = true
 	}
 	l = &Link{name: cfg.Name}
 	defer func() {
@@ -57,41 +70,9 @@ func Create(cfg Config) (l *Link, err error) {
 		}
 	}()
 	for range cfg.Queues {
-		if cfg.Offload && cfg.ZeroCopy {
-			q, err := openVnetQueue(cfg.Name, cfg.Batch)
-			if err != nil {
-				return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
-			}
-			l.Queues = append(l.Queues, q)
-			continue
-		}
-		if cfg.Offload {
-			q, err := openOffloadQueue(cfg.Name)
-			if err != nil {
-				return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
-			}
-			l.Queues = append(l.Queues, q)
-			continue
-		}
-		// Each water.New with the same name and MultiQueue attaches one more
-		// queue to the device. It is not persistent: the device goes away
-		// when the last queue is closed, also if weftd dies.
-		ifce, err := water.New(water.Config{
-			DeviceType:             water.TUN,
-			PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name, MultiQueue: true},
-		})
+		q, err := openQueue(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("tun %s: open queue: %w", cfg.Name, err)
-		}
-		f, ok := ifce.ReadWriteCloser.(*os.File)
-		if !ok {
-			ifce.Close()
-			return nil, fmt.Errorf("tun %s: unexpected device type %T", cfg.Name, ifce.ReadWriteCloser)
-		}
-		q, err := newQueue(f, cfg.Batch)
-		if err != nil {
-			f.Close()
-			return nil, err
+			return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
 		}
 		l.Queues = append(l.Queues, q)
 	}
@@ -104,22 +85,137 @@ func Create(cfg Config) (l *Link, err error) {
 		return nil, fmt.Errorf("tun %s: set mtu %d: %w", cfg.Name, cfg.MTU, err)
 	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: cfg.Addr.AsSlice(), Mask: net.CIDRMask(32, 32)}}
-	if err := netlink.AddrAdd(link, addr); err != nil {
-		return nil, fmt.Errorf("tun %s: add address %v: %w", cfg.Name, cfg.Addr, err)
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("tun %s: set up: %w", cfg.Name, err)
-	}
 	route := &netlink.Route{
 		LinkIndex: l.index,
 		Dst:       &net.IPNet{IP: cfg.Network.Addr().AsSlice(), Mask: net.CIDRMask(cfg.Network.Bits(), 32)},
 		Scope:     netlink.SCOPE_UNIVERSE,
 	}
-	if err := netlink.RouteAdd(route); err != nil {
+	if adopted {
+		// What the earlier run left may name another subnet or network.
+		if err := clearExcept(link, addr, route); err != nil {
+			return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
+		}
+	}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return nil, fmt.Errorf("tun %s: add address %v: %w", cfg.Name, cfg.Addr, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("tun %s: set up: %w", cfg.Name, err)
+	}
+	if err := netlink.RouteReplace(route); err != nil {
 		return nil, fmt.Errorf("tun %s: add route %v: %w", cfg.Name, cfg.Network, err)
 	}
 	l.route = route
+	// Last, so that an error above never leaves a device of ours behind.
+	if cfg.Keep || adopted {
+		if err := setPersist(l.Queues[0], cfg.Keep); err != nil {
+			return nil, fmt.Errorf("tun %s: TUNSETPERSIST: %w", cfg.Name, err)
+		}
+	}
+	l.keep = cfg.Keep
 	return l, nil
+}
+
+// openQueue attaches one more queue to the device, of the kind cfg asks for.
+func openQueue(cfg Config) (Device, error) {
+	if cfg.Offload && cfg.ZeroCopy {
+		return openVnetQueue(cfg.Name, cfg.Batch)
+	}
+	if cfg.Offload {
+		return openOffloadQueue(cfg.Name)
+	}
+	// Each water.New with the same name and MultiQueue attaches one more
+	// queue to the device. Unless kept, it is not persistent: the device
+	// goes away when the last queue is closed, also if weftd dies.
+	ifce, err := water.New(water.Config{
+		DeviceType:             water.TUN,
+		PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name, MultiQueue: true},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	f, ok := ifce.ReadWriteCloser.(*os.File)
+	if !ok {
+		ifce.Close()
+		return nil, fmt.Errorf("unexpected device type %T", ifce.ReadWriteCloser)
+	}
+	q, err := newQueue(f, cfg.Batch)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+// idleKeptTUN reports whether link is a persistent multi-queue TUN device
+// with no queue attached: one an earlier run kept, that nothing reads now.
+func idleKeptTUN(link netlink.Link) bool {
+	t, ok := link.(*netlink.Tuntap)
+	return ok && t.Mode == netlink.TUNTAP_MODE_TUN && !t.NonPersist &&
+		t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0 && t.Queues == 0
+}
+
+// clearExcept removes from link the IPv4 addresses other than addr and the
+// routes of the main table other than route.
+func clearExcept(link netlink.Link, addr *netlink.Addr, route *netlink.Route) error {
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if a.IPNet.String() != addr.IPNet.String() {
+			if err := netlink.AddrDel(link, &a); err != nil {
+				return fmt.Errorf("delete address %v: %w", a.IPNet, err)
+			}
+		}
+	}
+	routes, err := netlink.RouteList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.String() == route.Dst.String() || r.Protocol == unix.RTPROT_KERNEL {
+			continue
+		}
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("delete route %v: %w", r.Dst, err)
+		}
+	}
+	return nil
+}
+
+// setPersist sets or clears the device's persistence through one of its
+// queues (the flag belongs to the device, not the queue).
+func setPersist(q Device, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	raw, err := rawConnOf(q)
+	if err != nil {
+		return err
+	}
+	var ierr error
+	if err := raw.Control(func(fd uintptr) { ierr = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, v) }); err != nil {
+		return err
+	}
+	return ierr
+}
+
+// rawConnOf gives access to a queue's descriptor without taking it off Go's
+// poller (os.File.Fd would make it blocking).
+func rawConnOf(q Device) (syscall.RawConn, error) {
+	switch q := q.(type) {
+	case *queue:
+		return q.raw, nil
+	case *vnetQueue:
+		return q.raw, nil
+	case offloadQueue:
+		if nt, ok := q.dev.(interface{ File() *os.File }); ok {
+			return nt.File().SyscallConn()
+		}
+	}
+	return nil, fmt.Errorf("no descriptor behind a %T", q)
 }
 
 func (c Config) check() error {
@@ -144,10 +240,11 @@ func (c Config) check() error {
 func (l *Link) Name() string { return l.name }
 
 // Close removes the route, closes every queue, and so removes the device
-// (it is not persistent). It is safe to call more than once.
+// (it is not persistent); a kept device (Config.Keep) stays, with its
+// address and route, only its queues closed. It is safe to call more than once.
 func (l *Link) Close() error {
 	var errs []error
-	if l.route != nil {
+	if l.route != nil && !l.keep {
 		if err := netlink.RouteDel(l.route); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("tun %s: delete route: %w", l.name, err))
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -376,6 +377,37 @@ func TestLinkInNetns(t *testing.T) {
 				}
 			})
 
+			t.Run("keep", func(t *testing.T) {
+				cfg := Config{Name: "wkeep", Queues: 2, MTU: 1400, Batch: 8, Offload: m.offload, ZeroCopy: m.zeroCopy,
+					Addr: netip.MustParseAddr("100.96.201.1"), Network: netip.MustParsePrefix("100.96.192.0/18"), Keep: true}
+				l := createIn(t, ns, cfg)
+				if err := inNS(ns, l.Close); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { inNS(ns, func() error { return delLink("wkeep") }) })
+				if err := inNS(ns, func() error { return checkLink("wkeep", true, "100.96.201.1/32", "100.96.192.0/18") }); err != nil {
+					t.Fatalf("after Close with Keep: %v", err)
+				}
+				// The next run adopts it, for another subnet and network,
+				// and without Keep removes it when done.
+				cfg.Keep, cfg.Addr, cfg.Network = false, netip.MustParseAddr("100.96.202.1"), netip.MustParsePrefix("100.96.128.0/18")
+				l2 := createIn(t, ns, cfg)
+				if err := inNS(ns, func() error { return checkLink("wkeep", false, "100.96.202.1/32", "100.96.128.0/18") }); err != nil {
+					t.Fatalf("adopted: %v", err)
+				}
+				// While its queues are open it is in use: not adopted again.
+				err := inNS(ns, func() error { _, err := Create(cfg); return err })
+				if err == nil || !strings.Contains(err.Error(), "already exists") {
+					t.Fatalf("Create of a kept device in use: %v", err)
+				}
+				if err := inNS(ns, l2.Close); err != nil {
+					t.Fatal(err)
+				}
+				if err := inNS(ns, func() error { _, err := netlink.LinkByName("wkeep"); return err }); err == nil {
+					t.Fatal("the adopted device outlived Close without Keep")
+				}
+			})
+
 			t.Run("read", func(t *testing.T) {
 				var conn *net.UDPConn
 				err := inNS(ns, func() (err error) {
@@ -520,4 +552,47 @@ func TestLinkInNetns(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkLink checks that name is a TUN device, persistent or not as said,
+// holding only the address addr and the route dst of its own.
+func checkLink(name string, persistent bool, addr, dst string) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	t, ok := link.(*netlink.Tuntap)
+	if !ok || t.NonPersist == persistent {
+		return fmt.Errorf("%s is a %T, persistent %v, want %v", name, link, ok && !t.NonPersist, persistent)
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	if len(addrs) != 1 || addrs[0].IPNet.String() != addr {
+		return fmt.Errorf("%s has addresses %v, want only %s", name, addrs, addr)
+	}
+	routes, err := netlink.RouteList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	var dsts []string
+	for _, r := range routes {
+		if r.Dst != nil {
+			dsts = append(dsts, r.Dst.String())
+		}
+	}
+	if len(dsts) != 1 || dsts[0] != dst {
+		return fmt.Errorf("%s has routes to %v, want only %s", name, dsts, dst)
+	}
+	return nil
+}
+
+// delLink deletes the device name if it is there.
+func delLink(name string) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil
+	}
+	return netlink.LinkDel(link)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,6 +30,10 @@ func newQueue(f *os.File, batch int) (*queue, error) {
 }
 
 func (q *queue) BatchSize() int { return q.batch }
+
+// SetReadDeadline ends a blocked Read, and those after it, at t, leaving
+// writes open: weftd stops reading, then writes what it holds.
+func (q *queue) SetReadDeadline(t time.Time) error { return q.file.SetReadDeadline(t) }
 
 func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	max := min(len(bufs), q.batch)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -93,6 +94,10 @@ func openVnetQueue(name string, batch int) (*vnetQueue, error) {
 }
 
 func (q *vnetQueue) BatchSize() int { return q.batch }
+
+// SetReadDeadline ends a blocked Read or ReadGSO, and those after it, at t,
+// leaving writes open.
+func (q *vnetQueue) SetReadDeadline(t time.Time) error { return q.file.SetReadDeadline(t) }
 
 func (q *vnetQueue) Close() error {
 	err := q.file.Close()
