@@ -31,6 +31,8 @@ type config struct {
 	zeroCopy    bool
 	metricsAddr string
 	logLevel    string
+	logFile     string // "" logs to stderr (the journal)
+	keepDevice  bool   // leave the TUN device, its address and route when stopping
 
 	controlSocket string // where weft status, routes and dump reach this daemon
 
@@ -86,6 +88,8 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9465", "`address` serving /metrics, /healthz and /readyz (empty: none)")
 	fs.StringVar(&c.controlSocket, "control-socket", control.DefaultSocket, "`path` of the unix socket weft status, routes and dump talk to (empty: none)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.logFile, "log-file", "", "append logs to `file` instead of stderr; SIGHUP reopens it (after logrotate moved it)")
+	fs.BoolVar(&c.keepDevice, "keep-device", false, "on stop, leave the TUN device with its address and route (persistent): while weftd restarts, overlay packets die there instead of following the default route")
 	fs.StringVar(&endpoints, "etcd-endpoints", lease.DefaultEndpoint, "comma-separated etcd `URLs`")
 	fs.StringVar(&c.etcd.Prefix, "etcd-prefix", lease.DefaultPrefix, "etcd `prefix` of the network config and the subnet leases")
 	fs.StringVar(&c.etcd.CAFile, "etcd-cafile", "", "`file` of the CA that signs the etcd servers' certificates")

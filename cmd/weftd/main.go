@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -32,16 +33,48 @@ func main() {
 		fmt.Fprintf(os.Stderr, "weftd: %v\n", err)
 		os.Exit(2)
 	}
+	// SIGHUP reopens the log file; it never ends the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	var out io.Writer = os.Stderr
+	var lf *logFile
+	if cfg.logFile != "" {
+		if lf, err = openLogFile(cfg.logFile); err != nil {
+			fmt.Fprintf(os.Stderr, "weftd: %v\n", err)
+			os.Exit(2)
+		}
+		out = lf
+	}
 	level, _ := parseLogLevel(cfg.logLevel)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	// Logs go to stderr, which systemd's journal holds: on SIGHUP there is
-	// no log file to reopen, and a hangup must not end the daemon.
-	signal.Ignore(syscall.SIGHUP)
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	go reopenOnHangup(hup, lf, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, log); err != nil {
+	err = run(ctx, cfg, log)
+	if err != nil {
 		log.Error("weftd stopped", "err", err)
+	}
+	if lf != nil {
+		lf.Close()
+	}
+	if err != nil {
 		os.Exit(1)
+	}
+}
+
+// reopenOnHangup reopens lf at each SIGHUP. Without a log file, logs go to
+// stderr, which systemd's journal holds: there is nothing to reopen.
+func reopenOnHangup(hup <-chan os.Signal, lf *logFile, log *slog.Logger) {
+	for range hup {
+		if lf == nil {
+			log.Info("SIGHUP: logging to stderr, nothing to reopen")
+			continue
+		}
+		if err := lf.reopen(); err != nil {
+			log.Error("SIGHUP: reopening the log file; logging on in the old one", "err", err)
+			continue
+		}
+		log.Info("SIGHUP: log file reopened", "path", lf.path)
 	}
 }
 
@@ -78,6 +111,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		Batch:    cfg.batch,
 		Offload:  cfg.offload != "off",
 		ZeroCopy: cfg.zeroCopy,
+		Keep:     cfg.keepDevice,
 	}
 	link, err := tun.Create(tcfg)
 	if err != nil && cfg.offload == "auto" {
@@ -91,6 +125,8 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	defer func() {
 		if err := link.Close(); err != nil {
 			log.Warn("removing the TUN device", "err", err)
+		} else if cfg.keepDevice {
+			log.Info("TUN device kept (--keep-device), with its address and route", "tun", link.Name())
 		}
 	}()
 

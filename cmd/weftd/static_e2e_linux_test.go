@@ -12,9 +12,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,6 +216,88 @@ func TestStaticTwoHosts(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+	})
+
+	t.Run("--keep-device and --log-file: SIGHUP reopens the log, SIGTERM keeps the device, the next run adopts it", func(t *testing.T) {
+		logPath := filepath.Join(t.TempDir(), "weftd.log")
+		k1 := startWeftd(t, topo, h1.NS, 19465, append(static(h1, h2), "--keep-device", "--log-file", logPath)...)
+		k2 := startWeftd(t, topo, h2.NS, 19465, static(h2, h1)...)
+		eventually(t, 10*time.Second, "pod 1 reaches pod 2", func() error {
+			_, err := ping(topo, h1.PodNS, h2.PodIP.String(), 1)
+			return err
+		})
+		eventually(t, 10*time.Second, "weftd logging to --log-file", func() error {
+			b, err := os.ReadFile(logPath)
+			if err == nil && !strings.Contains(string(b), "msg=forwarding") {
+				err = fmt.Errorf("it says %q", b)
+			}
+			return err
+		})
+		// As logrotate does: move the file away, then SIGHUP.
+		if err := os.Rename(logPath, logPath+".1"); err != nil {
+			t.Fatal(err)
+		}
+		k1.cmd.Process.Signal(syscall.SIGHUP)
+		eventually(t, 10*time.Second, "a new log file", func() error {
+			b, err := os.ReadFile(logPath)
+			if err == nil && !strings.Contains(string(b), "log file reopened") {
+				err = fmt.Errorf("it says %q", b)
+			}
+			return err
+		})
+		if old, _ := os.ReadFile(logPath + ".1"); !strings.Contains(string(old), "forwarding") {
+			t.Errorf("the moved log lacks the start-up lines:\n%s", old)
+		}
+		if err := k1.stop(10 * time.Second); err != nil {
+			t.Fatalf("weftd exit: %v", err)
+		}
+		if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "TUN device kept") {
+			t.Errorf("the log does not say the device was kept:\n%s", b)
+		}
+		err := inNS(h1.NS, func() error {
+			link, err := netlink.LinkByName("flannel0")
+			if err != nil {
+				return fmt.Errorf("flannel0 gone despite --keep-device: %w", err)
+			}
+			if tt, ok := link.(*netlink.Tuntap); !ok || tt.NonPersist {
+				return fmt.Errorf("flannel0 is not a persistent TUN device: %#v", link)
+			}
+			routes, err := netlink.RouteList(link, netlink.FAMILY_V4)
+			if err != nil {
+				return err
+			}
+			for _, r := range routes {
+				if r.Dst != nil && r.Dst.String() == "100.96.0.0/16" {
+					return nil
+				}
+			}
+			return fmt.Errorf("no route 100.96.0.0/16 via the kept flannel0 in %v", routes)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := ping(topo, h1.PodNS, h2.PodIP.String(), 1)
+		t.Logf("weftd stopped, device kept; a ping from pod 1 dies in it:\n%s", out)
+		if !strings.Contains(out, "100% packet loss") {
+			t.Errorf("a ping went through with no weftd running:\n%s", out)
+		}
+		k3 := startWeftd(t, topo, h1.NS, 19465, static(h1, h2)...)
+		eventually(t, 10*time.Second, "pod 1 reaches pod 2 through the adopted device", func() error {
+			_, err := ping(topo, h1.PodNS, h2.PodIP.String(), 1)
+			return err
+		})
+		if err := k3.stop(10 * time.Second); err != nil {
+			t.Fatalf("weftd exit: %v", err)
+		}
+		if err := inNS(h1.NS, func() error {
+			if _, err := netlink.LinkByName("flannel0"); err == nil {
+				return errors.New("flannel0 still exists after a stop without --keep-device")
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+		k2.stop(10 * time.Second)
 	})
 }
 
