@@ -48,7 +48,7 @@ type config struct {
 	subnetFile         string
 
 	profiles bool // serve /debug/pprof on the metrics address
-	ipMasq   bool // refused until weft masquerades
+	ipMasq   bool // masquerade pod traffic leaving the overlay (package masq)
 }
 
 // static reports whether weftd runs without etcd, on given subnets.
@@ -100,7 +100,7 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.StringVar(&c.embeddedEtcd, "embedded-etcd", "", "run a single-member etcd in weftd with its data in `DIR` (a single host or a lab)")
 	fs.StringVar(&c.embeddedEtcdListen, "embedded-etcd-listen", lease.DefaultEndpoint, "`URL` the embedded etcd serves clients on")
 	fs.BoolVar(&c.profiles, "debug-pprof", false, "also serve Go profiles (/debug/pprof/) on --metrics-addr")
-	fs.BoolVar(&c.ipMasq, "ip-masq", false, "masquerade traffic leaving the overlay, as flanneld's --ip-masq (not in this build yet: only false is accepted)")
+	fs.BoolVar(&c.ipMasq, "ip-masq", false, "masquerade traffic from the pods to destinations outside the overlay network, as flanneld's --ip-masq (nftables table ip weft, removed on stop)")
 	fs.StringVar(&c.subnetFile, "subnet-file", lease.DefaultSubnetFile, "`path` of the subnet.env written for flannel's CNI plugin")
 	fs.IntVar(&renewMargin, "subnet-lease-renew-margin", 60, "renew the subnet lease this many `minutes` before it expires")
 	fs.StringVar(&network, "network", "", "static mode: the overlay `CIDR`, e.g. 100.96.0.0/16; with --embedded-etcd: the network of the default config (default 100.96.0.0/16)")
@@ -235,9 +235,6 @@ func (c *config) check(publicIP, network, subnet string, peers []string) error {
 
 // checkCommon checks the flags of both modes.
 func (c *config) checkCommon(publicIP string) error {
-	if c.ipMasq {
-		return errors.New("--ip-masq: not in this build yet: weft does not masquerade; leave it false and masquerade outside weftd")
-	}
 	var err error
 	if publicIP != "" {
 		if c.publicIP, err = netip.ParseAddr(publicIP); err != nil || !c.publicIP.Is4() {

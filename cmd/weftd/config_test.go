@@ -99,8 +99,27 @@ func TestParseFlags(t *testing.T) {
 		{name: "offload bad", args: append(base, "--offload", "maybe"), wantErr: `--offload "maybe"`},
 		{name: "tun name too long", args: append(base, "--tun-name", "abcdefghijklmnop"), wantErr: "--tun-name"},
 		{name: "log level", args: append(base, "--log-level", "loud"), wantErr: `--log-level "loud"`},
-		{name: "ip-masq refused until weft masquerades", args: append(base, "--ip-masq"), wantErr: "--ip-masq: not in this build yet"},
-		{name: "ip-masq false as flanneld units write it", args: append(base, "--ip-masq=false")},
+		{name: "ip-masq", args: append(base, "--ip-masq"), check: func(t *testing.T, c *config) {
+			if !c.ipMasq {
+				t.Error("ipMasq false")
+			}
+		}},
+		{name: "ip-masq in cluster mode, from the environment", env: map[string]string{"WEFTD_IP_MASQ": "true"}, check: func(t *testing.T, c *config) {
+			if !c.ipMasq || c.static() {
+				t.Errorf("ipMasq %v, static %v", c.ipMasq, c.static())
+			}
+		}},
+		{name: "ip-masq false as flanneld units write it", args: append(base, "--ip-masq=false"), check: func(t *testing.T, c *config) {
+			if c.ipMasq {
+				t.Error("ipMasq true")
+			}
+		}},
+		{name: "ip-masq off by default", args: base, check: func(t *testing.T, c *config) {
+			if c.ipMasq {
+				t.Error("ipMasq true")
+			}
+		}},
+		{name: "ip-masq bad value", env: map[string]string{"WEFTD_IP_MASQ": "yes please"}, wantErr: `WEFTD_IP_MASQ="yes please"`},
 		{name: "unknown flag", args: append(base, "--frobnicate"), wantErr: "frobnicate"},
 		{name: "stray argument", args: append(base, "extra"), wantErr: `unexpected argument "extra"`},
 	}

@@ -129,6 +129,13 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			log.Info("TUN device kept (--keep-device), with its address and route", "tun", link.Name())
 		}
 	}()
+	if cfg.ipMasq {
+		unmasq, err := startMasq(ctx, network, subnet, log)
+		if err != nil {
+			return err
+		}
+		defer unmasq()
+	}
 
 	ecfg := engine.Config{Subnet: subnet, BatchSize: cfg.batch, MaxPacket: mtu}
 	switch {
@@ -199,7 +206,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	} else {
 		// flannel's CNI plugin reads the subnet file; write it once the
 		// device is up, as flanneld does.
-		sf := lease.SubnetFile{Network: network, Subnet: subnet, MTU: mtu}
+		sf := lease.SubnetFile{Network: network, Subnet: subnet, MTU: mtu, IPMasq: cfg.ipMasq}
 		if err := lease.WriteSubnetFile(cfg.subnetFile, sf); err != nil {
 			return err
 		}
