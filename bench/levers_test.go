@@ -25,6 +25,8 @@ func leverFixture() *Results {
 		mk("weft-batch", false, 1, 1, 0.9),
 		mk("weft-offload", true, 4, 3, 3.6),
 		mk("weft-offload"+UnderlayGSOOffSuffix, true, 2, 2, 1.8),
+		mk("weft-zc-send", true, 5, 3.75, 4.5),
+		mk("weft-zc-send"+UnderlayGSOOffSuffix, true, 2.5, 2.5, 2.25),
 		mk("weft", true, 6, 4.5, 4.5),
 		mk("weft"+UnderlayGSOOffSuffix, true, 3, 2.8, 2.7),
 	}
@@ -45,12 +47,14 @@ func TestLeverChains(t *testing.T) {
 		total float64
 	}{
 		// batch/classic: 2, 2.5, 1.8; offload/batch: 4, 3, 4;
-		// weft/offload: 1.5, 1.5, 1.25. weft/classic: 12, 11.25, 9.
-		{0, []string{"weft-classic", "weft-batch", "weft-offload", "weft"}, []float64{2, 4, 1.5}, 11.25},
+		// zc-send/offload: 1.25, 1.25, 1.25; weft/zc-send: 1.2, 1.2, 1.
+		// weft/classic: 12, 11.25, 9.
+		{0, []string{"weft-classic", "weft-batch", "weft-offload", "weft-zc-send", "weft"}, []float64{2, 4, 1.25, 1.2}, 11.25},
 		// The off chain goes through classic and batch, which ran once:
-		// offload off/batch: 2, 2, 2; weft off/offload off: 1.5, 1.4, 1.5.
-		{1, []string{"weft-classic", "weft-batch", "weft-offload" + UnderlayGSOOffSuffix, "weft" + UnderlayGSOOffSuffix},
-			[]float64{2, 2, 1.5}, 6},
+		// offload off/batch: 2, 2, 2; zc-send off/offload off: 1.25, 1.25,
+		// 1.25; weft off/zc-send off: 1.2, 1.12, 1.2.
+		{1, []string{"weft-classic", "weft-batch", "weft-offload" + UnderlayGSOOffSuffix, "weft-zc-send" + UnderlayGSOOffSuffix, "weft" + UnderlayGSOOffSuffix},
+			[]float64{2, 2, 1.25, 1.2}, 6},
 	}
 	for _, tt := range tests {
 		c := r.Levers[tt.chain]
@@ -122,7 +126,7 @@ func TestLeverChainsPartial(t *testing.T) {
 	if s.Mode != "weft-offload" || s.Adds != "levers of weft-batch + weft-offload" || s.Gain.Median != 7.5 {
 		t.Errorf("step after a missing one: %+v, gain %+v", s, s.Gain)
 	}
-	if s := r.Levers[0].Steps[2]; s.Adds != LeverSteps[3].Adds {
+	if s := r.Levers[0].Steps[2]; s.Adds != "levers of weft-zc-send + weft" {
 		t.Errorf("step after that: %+v", s)
 	}
 
@@ -138,7 +142,7 @@ func TestLeverChainsPartial(t *testing.T) {
 	if err := r.WriteMarkdown(&b); err != nil {
 		t.Fatal(err)
 	}
-	if out := b.String(); !strings.Contains(out, "| weft       | levers of weft-offload + weft   ") || strings.Contains(out, "all of the above") {
+	if out := b.String(); !strings.Contains(out, "| weft       | levers of weft-offload + weft-zc-send + weft ") || strings.Contains(out, "all of the above") {
 		t.Errorf("two-step table:\n%s", out)
 	}
 
@@ -208,8 +212,8 @@ func TestWriteMarkdownLevers(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
-	// Shares: log 2, log 4, log 1.5 of log 12.
-	for _, want := range []string{"| 28%   |", "| 56%   |", "| 16%   |"} {
+	// Shares: log 2, log 4, log 1.25, log 1.2 of log 12.
+	for _, want := range []string{"| 28%   |", "| 56%   |", "| 9%    |", "| 7%    |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks share %q:\n%s", want, out)
 		}

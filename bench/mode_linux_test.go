@@ -36,11 +36,11 @@ func TestLookupModes(t *testing.T) {
 		wantErr     string
 	}{
 		{"default, no weftd", nil, Env{Weftd: "/nonexistent/weftd"},
-			[]string{"underlay", "host-gw", "vxlan"}, 5, ""},
+			[]string{"underlay", "host-gw", "vxlan"}, 6, ""},
 		{"default with weftd", nil, Env{Weftd: weftd},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft"}, 1, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft-zc-send", "weft"}, 1, ""},
 		{"default with flanneld", nil, Env{Weftd: weftd, Flanneld: weftd, EtcdCommand: []string{"weft"}},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "flannel"}, 0, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft-zc-send", "weft", "flannel"}, 0, ""},
 		{"named, in table order", []string{"weft", "underlay"}, Env{Weftd: weftd},
 			[]string{"underlay", "weft"}, 0, ""},
 		{"levers, in lever order", []string{"weft", "weft-offload", "vxlan", "weft-batch", "weft-classic"}, Env{Weftd: weftd},

@@ -32,12 +32,15 @@ type Config struct {
 	// (0 means MaxPacket). A device that coalesces on write grows a packet
 	// within its buffer, so it wants room for a super-packet (65535).
 	InboundBuffer int
-	// ZeroCopy moves packets without copying them in userspace: super-packets
-	// from a tun.GSOReader are cut into segments that point into the read
-	// buffer, and received segments are written to the TUN from the socket's
+	// ZeroCopySend cuts super-packets from a tun.GSOReader into segments
+	// that point into the read buffer, each with a small header of its own,
+	// instead of letting the device copy every segment out.
+	ZeroCopySend bool
+	// ZeroCopyReceive writes received segments to the TUN from the socket's
 	// own buffers (the socket must hand them out that way:
-	// encap.Options.ZeroCopy), which needs a device that writes no headroom.
-	ZeroCopy bool
+	// encap.Options.ZeroCopy) instead of copying each into a buffer of the
+	// engine's; it needs a device that writes no headroom.
+	ZeroCopyReceive bool
 }
 
 // DefaultBatchSize is the most packets handled per read and write: enough

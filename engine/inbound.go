@@ -45,7 +45,7 @@ func (e *Engine) newInbound(q Queue) *inbound {
 
 // step forwards one batch. It returns an error only when the socket cannot be read.
 func (in *inbound) step() error {
-	if in.e.cfg.ZeroCopy {
+	if in.e.cfg.ZeroCopyReceive {
 		// The socket pointed the messages at its own buffers last time.
 		for i := range in.msgs {
 			in.msgs[i].Buf = in.bufs[i][tun.Headroom : tun.Headroom+in.e.cfg.MaxPacket]
@@ -70,7 +70,7 @@ func (in *inbound) step() error {
 			continue
 		}
 		decrementTTL(pkt)
-		if in.e.cfg.ZeroCopy {
+		if in.e.cfg.ZeroCopyReceive {
 			out = append(out, pkt[:total])
 		} else {
 			out = append(out, in.bufs[i][:tun.Headroom+total])
@@ -82,7 +82,7 @@ func (in *inbound) step() error {
 		return nil
 	}
 	offset := tun.Headroom
-	if in.e.cfg.ZeroCopy {
+	if in.e.cfg.ZeroCopyReceive {
 		offset = 0 // the packets have no room in front: the device needs none
 	}
 	in.e.routeStats.countReceived(out, offset)

@@ -52,7 +52,7 @@ func (e *Engine) newOutbound(q Queue) *outbound {
 		icmp:    newBuffers(icmpBurst, icmpMaxLen),
 		replies: make([][]byte, 0, icmpBurst),
 	}
-	if g, ok := q.Dev.(tun.GSOReader); ok && e.cfg.ZeroCopy {
+	if g, ok := q.Dev.(tun.GSOReader); ok && e.cfg.ZeroCopySend {
 		o.gsoDev = g
 		o.bufs = newBuffers(batch, 65535) // a super-packet each
 		o.gso = make([]tun.GSO, batch)

@@ -147,7 +147,7 @@ func TestTapInbound(t *testing.T) {
 func TestTapInboundDrops(t *testing.T) {
 	needTap(t)
 	for _, zeroCopy := range []bool{false, true} {
-		e, err := New(Config{Subnet: localSubnet, BatchSize: 8, MaxPacket: 1500, ZeroCopy: zeroCopy})
+		e, err := New(Config{Subnet: localSubnet, BatchSize: 8, MaxPacket: 1500, ZeroCopyReceive: zeroCopy})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/weft-dev/weft/tun"
 )
 
-// Tests of Config.ZeroCopy: super-packets from a tun.GSOReader cut into
+// Tests of Config.ZeroCopySend and ZeroCopyReceive: super-packets from a tun.GSOReader cut into
 // segments whose payloads stay in the read buffer, and received datagrams
 // written to the TUN from the socket's own buffers.
 
@@ -94,7 +94,7 @@ func TestOutboundSuperPackets(t *testing.T) {
 		{name: "no route", pkt: superPacket(6, nowhere, 2500), gso: tcpGSO, drop: DropNoRoute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := New(Config{Subnet: localSubnet, BatchSize: 4, MaxPacket: 1500, ZeroCopy: true})
+			e, err := New(Config{Subnet: localSubnet, BatchSize: 4, MaxPacket: 1500, ZeroCopySend: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -225,10 +225,10 @@ func checkSegment(seg, orig []byte, k, off int) string {
 	return ""
 }
 
-// TestInboundZeroCopy: with ZeroCopy the socket points each message at its
+// TestInboundZeroCopy: with ZeroCopyReceive the socket points each message at its
 // own buffer, and the engine writes that buffer to the TUN, at offset 0.
 func TestInboundZeroCopy(t *testing.T) {
-	e, err := New(Config{Subnet: localSubnet, BatchSize: 4, MaxPacket: 1500, ZeroCopy: true})
+	e, err := New(Config{Subnet: localSubnet, BatchSize: 4, MaxPacket: 1500, ZeroCopyReceive: true})
 	if err != nil {
 		t.Fatal(err)
 	}

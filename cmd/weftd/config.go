@@ -28,7 +28,7 @@ type config struct {
 	workers     int
 	batch       int
 	offload     string
-	zeroCopy    bool
+	zeroCopy    zeroCopyFlag
 	metricsAddr string
 	logLevel    string
 	logFile     string // "" logs to stderr (the journal)
@@ -84,7 +84,8 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.IntVar(&c.workers, "workers", runtime.NumCPU(), "forwarding workers, each with its own TUN queue and socket")
 	fs.IntVar(&c.batch, "batch", engine.DefaultBatchSize, "most packets per syscall (1 = one packet per syscall, as flanneld)")
 	fs.StringVar(&c.offload, "offload", "auto", "TUN and UDP segmentation offloads: auto, on or off")
-	fs.BoolVar(&c.zeroCopy, "zero-copy", true, "with offloads, cut and coalesce super-packets without copying (false: wireguard-go's copying offload device)")
+	c.zeroCopy = zeroCopyFlag{send: true, receive: true}
+	fs.Var(&c.zeroCopy, "zero-copy", "with offloads, move super-packets without copying them: on (true), off (false: wireguard-go's copying offload device), or only one lever, send (cut super-packets read from the TUN in place) or receive (write received segments to the TUN from the socket's buffers)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9465", "`address` serving /metrics, /healthz and /readyz (empty: none)")
 	fs.StringVar(&c.controlSocket, "control-socket", control.DefaultSocket, "`path` of the unix socket weft status, routes and dump talk to (empty: none)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -306,3 +307,44 @@ func parsePrefix4(flagName, v string) (netip.Prefix, error) {
 func within(inner, outer netip.Prefix) bool {
 	return inner.Bits() >= outer.Bits() && outer.Contains(inner.Addr())
 }
+
+// zeroCopyFlag is --zero-copy: which of the two zero-copy levers are on.
+// It reads as a boolean flag too (--zero-copy, --zero-copy=false), as it
+// was one.
+type zeroCopyFlag struct{ send, receive bool }
+
+func (z *zeroCopyFlag) IsBoolFlag() bool { return true }
+
+func (z *zeroCopyFlag) String() string {
+	if z == nil {
+		return ""
+	}
+	switch {
+	case z.send && z.receive:
+		return "on"
+	case z.send:
+		return "send"
+	case z.receive:
+		return "receive"
+	}
+	return "off"
+}
+
+func (z *zeroCopyFlag) Set(v string) error {
+	switch v {
+	case "on", "true", "1":
+		*z = zeroCopyFlag{true, true}
+	case "off", "false", "0":
+		*z = zeroCopyFlag{}
+	case "send":
+		*z = zeroCopyFlag{send: true}
+	case "receive":
+		*z = zeroCopyFlag{receive: true}
+	default:
+		return fmt.Errorf("want on, off, send or receive")
+	}
+	return nil
+}
+
+// any reports whether either lever is on: both need weft's own device.
+func (z zeroCopyFlag) any() bool { return z.send || z.receive }

@@ -45,6 +45,28 @@ func TestParseFlags(t *testing.T) {
 					t.Errorf("workers %d", c.workers)
 				}
 			}},
+		{name: "zero copy by default", args: base, check: func(t *testing.T, c *config) {
+			if c.zeroCopy != (zeroCopyFlag{send: true, receive: true}) {
+				t.Errorf("zero copy %+v", c.zeroCopy)
+			}
+		}},
+		{name: "zero copy as a boolean", args: append(base, "--zero-copy=false"), check: func(t *testing.T, c *config) {
+			if c.zeroCopy.any() {
+				t.Errorf("zero copy %+v", c.zeroCopy)
+			}
+		}},
+		{name: "zero copy on send only", args: append(base, "--zero-copy=send"), check: func(t *testing.T, c *config) {
+			if c.zeroCopy != (zeroCopyFlag{send: true}) {
+				t.Errorf("zero copy %+v", c.zeroCopy)
+			}
+		}},
+		{name: "zero copy on receive only, from the environment", args: base, env: map[string]string{"WEFTD_ZERO_COPY": "receive"},
+			check: func(t *testing.T, c *config) {
+				if c.zeroCopy != (zeroCopyFlag{receive: true}) {
+					t.Errorf("zero copy %+v", c.zeroCopy)
+				}
+			}},
+		{name: "bad zero copy", args: append(base, "--zero-copy=sometimes"), wantErr: "want on, off, send or receive"},
 		{name: "bad environment value", args: base, env: map[string]string{"WEFTD_WORKERS": "many"}, wantErr: `WEFTD_WORKERS="many"`},
 		{name: "missing network", args: []string{"--subnet", "100.96.1.0/24"}, wantErr: "--network: required"},
 		{name: "network without subnet or embedded etcd", args: []string{"--network", "100.96.0.0/16"}, wantErr: "--network: only with --subnet"},

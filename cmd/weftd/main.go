@@ -110,7 +110,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		Network:  network,
 		Batch:    cfg.batch,
 		Offload:  cfg.offload != "off",
-		ZeroCopy: cfg.zeroCopy,
+		ZeroCopy: cfg.zeroCopy.any(),
 		Keep:     cfg.keepDevice,
 	}
 	link, err := tun.Create(tcfg)
@@ -140,9 +140,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	ecfg := engine.Config{Subnet: subnet, BatchSize: cfg.batch, MaxPacket: mtu}
 	switch {
 	case tcfg.Offload && tcfg.ZeroCopy:
-		ecfg.ZeroCopy = true
+		ecfg.ZeroCopySend, ecfg.ZeroCopyReceive = cfg.zeroCopy.send, cfg.zeroCopy.receive
 	case tcfg.Offload:
-		ecfg.InboundBuffer = 65535 // room for the device to coalesce into
+		ecfg.InboundBuffer = 65535 // room for wireguard-go's device to coalesce into
 	}
 	eng, err := engine.New(ecfg)
 	if err != nil {
@@ -182,7 +182,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			q.Conn.Close()
 		}
 	}()
-	uopts := encap.Options{Batch: cfg.batch, GSO: tcfg.Offload, GRO: tcfg.Offload, ZeroCopy: ecfg.ZeroCopy}
+	uopts := encap.Options{Batch: cfg.batch, GSO: tcfg.Offload, GRO: tcfg.Offload, ZeroCopy: ecfg.ZeroCopyReceive}
 	var gso, gro bool
 	for i := range cfg.workers {
 		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(port)), uopts)
@@ -200,7 +200,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		"tun", link.Name(), "mtu", mtu, "subnet", subnet, "network", network,
 		"underlay", ul.name, "public_ip", ul.publicIP, "port", port,
 		"workers", cfg.workers, "batch", cfg.batch,
-		"tun_offload", tcfg.Offload, "zero_copy", ecfg.ZeroCopy, "udp_gso", gso, "udp_gro", gro)
+		"tun_offload", tcfg.Offload, "zero_copy_send", ecfg.ZeroCopySend, "zero_copy_receive", ecfg.ZeroCopyReceive, "udp_gso", gso, "udp_gro", gro)
 	if cl == nil {
 		ready() // static routes are in
 	} else {
