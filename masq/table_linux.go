@@ -48,9 +48,6 @@ func New(network, subnet netip.Prefix, opts ...Option) (*Table, error) {
 	return t, nil
 }
 
-// Rules returns the rules the table holds once installed.
-func (t *Table) Rules() []Rule { return slices.Clone(t.rules) }
-
 // conn is a fresh connection for each operation: a Conn keeps the first
 // error of a batch it could not build, and no operation here should inherit
 // another's.
