@@ -5,10 +5,12 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -28,6 +30,12 @@ func TestMain(m *testing.M) {
 
 // runEtcdMember runs the member NAME,DIR,CLIENT-URL,PEER-URL of the cluster
 // in WEFT_TEST_ETCD_CLUSTER until SIGTERM; it prints "ready" once it serves.
+//
+// Optional, for the auth tests: WEFT_TEST_ETCD_TLS names a directory holding
+// ca.pem, server.pem and server-key.pem; the https:// client URL then
+// serves with that certificate and requires a client certificate signed by
+// that CA. WEFT_TEST_ETCD_PLAIN_URL adds a plain http:// client URL beside
+// it (etcd serves both from one member).
 func runEtcdMember(spec string) error {
 	var name, dir, client, peer string
 	if _, err := fmt.Sscanf(spec, "%s %s %s %s", &name, &dir, &client, &peer); err != nil {
@@ -49,6 +57,21 @@ func runEtcdMember(spec string) error {
 	cfg.InitialCluster = os.Getenv("WEFT_TEST_ETCD_CLUSTER")
 	cfg.InitialClusterToken = "weft-test"
 	cfg.ListenMetricsUrls = nil
+	if dir := os.Getenv("WEFT_TEST_ETCD_TLS"); dir != "" {
+		cfg.ClientTLSInfo = transport.TLSInfo{
+			CertFile:       filepath.Join(dir, "server.pem"),
+			KeyFile:        filepath.Join(dir, "server-key.pem"),
+			TrustedCAFile:  filepath.Join(dir, "ca.pem"),
+			ClientCertAuth: true,
+		}
+	}
+	if plain := os.Getenv("WEFT_TEST_ETCD_PLAIN_URL"); plain != "" {
+		u, err := url.Parse(plain)
+		if err != nil {
+			return err
+		}
+		cfg.ListenClientUrls = append(cfg.ListenClientUrls, *u)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return err
