@@ -30,9 +30,10 @@ type cluster struct {
 // out of reach. On error it releases what it started.
 func joinCluster(ctx context.Context, c *config, publicIP netip.Addr, log *slog.Logger) (cl *cluster, err error) {
 	cl = &cluster{log: log}
+	started := cl // an error return sets cl to nil before this runs
 	defer func() {
 		if err != nil {
-			cl.close()
+			started.close()
 		}
 	}()
 	opts := c.etcd
