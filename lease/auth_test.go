@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,16 +137,33 @@ func TestTLSAndPassword(t *testing.T) {
 		t.Error("Config without a password succeeded")
 	}
 
-	// Without a client certificate the TLS handshake fails.
-	o = tlsOpts()
-	o.CertFile, o.KeyFile = "", ""
-	if _, err := openRegistry(t, o).Config(t.Context()); err == nil {
-		t.Error("Config without a client certificate succeeded")
-	}
-	// Without our CA the server's certificate is not trusted.
-	o = tlsOpts()
-	o.CAFile = ""
-	if _, err := openRegistry(t, o).Config(t.Context()); err == nil {
-		t.Error("Config without the CA succeeded")
+	// Without a client certificate the TLS handshake fails; without our CA
+	// the server's certificate is not trusted. Either is a refusal that
+	// WaitConfig returns at once, saying so, instead of waiting it out as
+	// an outage (etcd's client reports both as a deadline exceeded).
+	noCert, noCA := tlsOpts(), tlsOpts()
+	noCert.CertFile, noCert.KeyFile = "", ""
+	noCA.CAFile = ""
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"without a client certificate", noCert, "remote error: tls"},
+		{"without the CA", noCA, "certificate signed by unknown authority"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := openRegistry(t, tc.o)
+			if _, err := r.Config(t.Context()); err == nil {
+				t.Fatal("Config succeeded")
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			_, err := r.WaitConfig(ctx)
+			if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--etcd-certfile") {
+				t.Fatalf("WaitConfig: %v; want a refusal saying %q", err, tc.want)
+			}
+			t.Logf("WaitConfig: %v", err)
+		})
 	}
 }

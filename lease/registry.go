@@ -141,6 +141,7 @@ type Registry struct {
 	cli  *clientv3.Client
 	opts Options
 	log  *slog.Logger
+	tls  *tls.Config // nil without TLS
 
 	keyConfig  string // <prefix>/config
 	keySubnets string // <prefix>/subnets/
@@ -183,7 +184,9 @@ func Open(opts Options) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", opts.Endpoints, err)
 	}
-	return newRegistry(cli, opts), nil
+	r := newRegistry(cli, opts)
+	r.tls = tlsc
+	return r, nil
 }
 
 func newRegistry(cli *clientv3.Client, opts Options) *Registry {
@@ -317,6 +320,14 @@ func (r *Registry) WaitConfig(ctx context.Context) (Config, error) {
 		if errors.Is(err, ErrNoConfig) && !logged {
 			r.log.Warn("waiting for the network config; write it with etcdctl put", "key", r.configKey())
 			logged = true
+		}
+		if !errors.Is(err, ErrNoConfig) && r.tls != nil {
+			// etcd's client reports a TLS refusal as a timeout: ask the
+			// servers directly, so that a bad certificate is an error to
+			// fix, not an outage to wait out.
+			if err := tlsRefusal(ctx, r.opts.Endpoints, r.tls); err != nil {
+				return Config{}, err
+			}
 		}
 		if !sleep(ctx, b.next()) {
 			return Config{}, fmt.Errorf("waiting for %s: %w", r.configKey(), ctx.Err())
