@@ -110,7 +110,7 @@ func BenchmarkPlanRuns(b *testing.B) {
 	b.SetBytes(int64(total))
 	b.ReportAllocs()
 	for b.Loop() {
-		runs = planRuns(bufs, Headroom, runs[:0])
+		runs = planRuns(bufs, Headroom, runs[:0], true)
 		if len(runs) != 1 {
 			b.Fatalf("%d runs", len(runs))
 		}

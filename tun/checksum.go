@@ -5,39 +5,53 @@ import (
 	"math/bits"
 )
 
-// sum adds b to the one's-complement sum acc, eight bytes at a time, and
-// returns the new unfolded sum. Big-endian words, so the folded result is
-// the checksum in network order.
+// sum adds b to the one's-complement sum acc and returns the new unfolded
+// sum. acc and the result are sums of big-endian words, so the folded result
+// is the checksum in network order.
+//
+// The words of b are summed in little-endian order, the order the loads of
+// amd64 and arm64 give without swapping bytes, in two independent carry
+// chains; then the folded sum is swapped back (RFC 1071: a one's-complement
+// sum of byte-swapped words is the byte-swapped sum).
 func sum(b []byte, acc uint64) uint64 {
-	var carry uint64
-	for len(b) >= 32 {
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[0:8]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[8:16]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[16:24]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[24:32]), carry)
-		b = b[32:]
+	var a0, a1, c0, c1 uint64
+	for len(b) >= 64 {
+		a0, c0 = bits.Add64(a0, binary.LittleEndian.Uint64(b[0:8]), c0)
+		a1, c1 = bits.Add64(a1, binary.LittleEndian.Uint64(b[8:16]), c1)
+		a0, c0 = bits.Add64(a0, binary.LittleEndian.Uint64(b[16:24]), c0)
+		a1, c1 = bits.Add64(a1, binary.LittleEndian.Uint64(b[24:32]), c1)
+		a0, c0 = bits.Add64(a0, binary.LittleEndian.Uint64(b[32:40]), c0)
+		a1, c1 = bits.Add64(a1, binary.LittleEndian.Uint64(b[40:48]), c1)
+		a0, c0 = bits.Add64(a0, binary.LittleEndian.Uint64(b[48:56]), c0)
+		a1, c1 = bits.Add64(a1, binary.LittleEndian.Uint64(b[56:64]), c1)
+		b = b[64:]
 	}
 	for len(b) >= 8 {
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b), carry)
+		a0, c0 = bits.Add64(a0, binary.LittleEndian.Uint64(b), c0)
 		b = b[8:]
 	}
-	acc, carry = bits.Add64(acc, 0, carry)
-	acc += carry
+	var c uint64
+	a0, c = bits.Add64(a0, a1, c0)
+	a0, c = bits.Add64(a0, c1, c)
+	a0 += c // cannot carry: a0 was at most 2^64-1 before adding c's 1 back
 	if len(b) >= 4 {
-		acc, carry = bits.Add64(acc, uint64(binary.BigEndian.Uint32(b)), 0)
-		acc += carry
+		a0, c = bits.Add64(a0, uint64(binary.LittleEndian.Uint32(b)), 0)
+		a0 += c
 		b = b[4:]
 	}
 	if len(b) >= 2 {
-		acc, carry = bits.Add64(acc, uint64(binary.BigEndian.Uint16(b)), 0)
-		acc += carry
+		a0, c = bits.Add64(a0, uint64(binary.LittleEndian.Uint16(b)), 0)
+		a0 += c
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		acc, carry = bits.Add64(acc, uint64(b[0])<<8, 0)
-		acc += carry
+		// The odd last byte is the high half of a big-endian word: the low
+		// half of a little-endian one.
+		a0, c = bits.Add64(a0, uint64(b[0]), 0)
+		a0 += c
 	}
-	return acc
+	acc, c = bits.Add64(acc, uint64(bits.ReverseBytes16(fold(a0))), 0)
+	return acc + c
 }
 
 // fold reduces an unfolded sum to 16 bits.

@@ -155,7 +155,19 @@ func TestPlanRuns(t *testing.T) {
 		{"a fragment offset", build(flowSegs(2, func(_ int, s *tcpSpec) { s.ipFlags = 0; s.fragOffset = 100 })), []int{1, 1}},
 		{"IP options", build(flowSegs(3, func(_ int, s *tcpSpec) { s.ipOptions = raOption })), []int{1, 1, 1}},
 		{"UDP in the middle", raw(seg(0), udp, seg(1), seg(2)), []int{1, 1, 2}},
-		{"UDP only", raw(udp, udp), []int{1, 1}},
+		{"UDP datagrams of one flow", raw(udp, udp, udp), []int{3}},
+		{"UDP, the last short", raw(udp, udp, udpSpec{payload: make([]byte, 10)}.build()), []int{3}},
+		{"UDP, a short one in the middle", raw(udp, udpSpec{payload: make([]byte, 10)}.build(), udp), []int{2, 1}},
+		{"UDP, a longer one after a shorter first", raw(udpSpec{payload: make([]byte, 10)}.build(), udp, udp), []int{1, 2}},
+		{"UDP, another port", raw(udp, udpSpec{dport: 9, payload: make([]byte, 1000)}.build()), []int{1, 1}},
+		{"UDP, another destination", raw(udp, udpSpec{dst: pod3, payload: make([]byte, 1000)}.build()), []int{1, 1}},
+		{"UDP, a bad checksum", raw(udp, mangle(udp, func(p []byte) { p[100] ^= 1 }), udp, udp), []int{1, 1, 2}},
+		{"UDP, no checksum", raw(udp, mangle(udp, func(p []byte) { p[26], p[27] = 0, 0 })), []int{2}},
+		{"UDP, another TTL", raw(udp, mangle(udp, func(p []byte) { p[8]--; setIPv4Checksum(p[:20]) })), []int{1, 1}},
+		{"UDP, a fragment", raw(udp, mangle(udp, func(p []byte) { p[6] |= 0x20; setIPv4Checksum(p[:20]) })), []int{1, 1}},
+		{"UDP, the length field off", raw(udp, mangle(udp, func(p []byte) { p[25]-- })), []int{1, 1}},
+		{"UDP, empty payloads", raw(udpSpec{}.build(), udpSpec{}.build()), []int{1, 1}},
+		{"UDP after TCP", raw(seg(0), seg(1), udp, udp), []int{2, 2}},
 		{"IPv6", raw(mangle(seg(0), func(p []byte) { p[0] = 0x60 }), seg(1)), []int{1, 1}},
 		{"truncated", raw(seg(0), seg(1)[:39], seg(1)), []int{1, 1, 1}},
 		{"total length short of the buffer", raw(seg(0), append(seg(1), 0), seg(2)), []int{1, 1, 1}},
@@ -177,13 +189,30 @@ func TestPlanRuns(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			bufs := bufsOf(tt.pkts)
-			runs := planRuns(bufs, Headroom, nil)
+			runs := planRuns(bufs, Headroom, nil, true)
 			if got := runLengths(runs); !slices.Equal(got, tt.want) {
 				t.Fatalf("runs of %v packets, want %v", got, tt.want)
 			}
 			checkRuns(t, bufs, Headroom, runs)
 		})
 	}
+}
+
+// TestPlanRunsWithoutUSO: a device without UDP segmentation offload gets
+// UDP datagrams one by one; TCP runs are as before.
+func TestPlanRunsWithoutUSO(t *testing.T) {
+	udp := udpSpec{payload: make([]byte, 1000)}.build()
+	var pkts [][]byte
+	for _, s := range flowSegs(2, nil) {
+		pkts = append(pkts, s.build())
+	}
+	pkts = append(pkts, udp, udp, udp)
+	bufs := bufsOf(pkts)
+	runs := planRuns(bufs, Headroom, nil, false)
+	if got := runLengths(runs); !slices.Equal(got, []int{2, 1, 1, 1}) {
+		t.Fatalf("runs of %v packets, want [2 1 1 1]", got)
+	}
+	checkRuns(t, bufs, Headroom, runs)
 }
 
 // checkRuns checks that runs cover bufs exactly and in order, that every
@@ -205,7 +234,11 @@ func checkRuns(t testing.TB, bufs [][]byte, offset int, runs []run) {
 		for _, b := range bufs[r.start:r.end] {
 			pkts = append(pkts, b[offset:])
 		}
-		if err := groRun(pkts); err != nil {
+		check := groRun
+		if r.udp {
+			check = udpGRORun
+		}
+		if err := check(pkts); err != nil {
 			t.Fatalf("run [%d,%d): %v", r.start, r.end, err)
 		}
 		if err := roundTrip(r, pkts); err != nil {
@@ -274,6 +307,43 @@ func groRun(pkts [][]byte) error {
 	return nil
 }
 
+// udpGRORun checks, without the code under test, that pkts may be
+// coalesced under Linux's UDP GRO rules (udp_gro_receive with a socket that
+// asks for it, inet_gro_receive) into a super-packet that USO cuts back into
+// them: unfragmented UDP/IPv4 without IP options, checksums valid or absent,
+// the same addresses, ports, TOS, TTL and DF, every payload the first's size
+// but the last's (not larger, not empty), at most MaxSegments and 64 KiB.
+func udpGRORun(pkts [][]byte) error {
+	if len(pkts) > MaxSegments {
+		return fmt.Errorf("%d datagrams", len(pkts))
+	}
+	f := pkts[0]
+	size, total := len(f)-28, 0
+	for i, p := range pkts {
+		if err := checkIPv4Sums(p, false); err != nil && !(len(p) >= 28 && p[26] == 0 && p[27] == 0) {
+			return fmt.Errorf("datagram %d: %v", i, err)
+		}
+		if p[0] != 0x45 || p[9] != 17 || binary.BigEndian.Uint16(p[6:])&^0x4000 != 0 {
+			return fmt.Errorf("datagram %d: not unfragmented UDP/IPv4 without options", i)
+		}
+		n := len(p) - 28
+		last := i == len(pkts)-1
+		switch {
+		case int(binary.BigEndian.Uint16(p[24:])) != len(p)-20:
+			return fmt.Errorf("datagram %d: UDP length %d, %d bytes", i, binary.BigEndian.Uint16(p[24:]), len(p)-20)
+		case n <= 0 || n > size || (!last && n != size):
+			return fmt.Errorf("datagram %d of %d: %d payload bytes, first %d", i, len(pkts), n, size)
+		case p[1] != f[1] || p[6]&0xc0 != f[6]&0xc0 || p[8] != f[8] || !bytes.Equal(p[12:24], f[12:24]):
+			return fmt.Errorf("datagram %d: another flow or IP header", i)
+		}
+		total += n
+	}
+	if 28+total > 65535 {
+		return fmt.Errorf("%d bytes coalesced", 28+total)
+	}
+	return nil
+}
+
 // superPacket is what the queue writes for a run of several segments (see
 // vnetQueue.writeRun): the run's header followed by every payload, and the
 // GSO the virtio-net header describes.
@@ -282,6 +352,9 @@ func superPacket(r run, pkts [][]byte) ([]byte, GSO) {
 	p := append([]byte(nil), r.header(h[:], pkts[0], pkts[len(pkts)-1])...)
 	for _, s := range pkts {
 		p = append(p, s[r.hlen:]...)
+	}
+	if r.udp {
+		return p, GSO{Kind: GSOUDPv4, SegmentSize: r.segment, NeedsCsum: true, CsumStart: r.ihl, CsumOffset: 6}
 	}
 	return p, GSO{Kind: GSOTCPv4, SegmentSize: r.segment, NeedsCsum: true, CsumStart: r.ihl, CsumOffset: 16}
 }
@@ -299,7 +372,11 @@ func roundTrip(r run, pkts [][]byte) error {
 		return fmt.Errorf("super-packet IPv4 header checksum wrong")
 	}
 	// CHECKSUM_PARTIAL: the field must hold the pseudo-header sum.
-	if got, want := binary.BigEndian.Uint16(super[r.ihl+16:]), refSum(nil, refPseudo(super, 6, len(super)-r.ihl)); got != want {
+	proto, csumAt := byte(6), r.ihl+16
+	if r.udp {
+		proto, csumAt = 17, r.ihl+6
+	}
+	if got, want := binary.BigEndian.Uint16(super[csumAt:]), refSum(nil, refPseudo(super, proto, len(super)-r.ihl)); got != want {
 		return fmt.Errorf("partial checksum %#04x, pseudo-header sum %#04x", got, want)
 	}
 	heads := make([]byte, MaxSegments*MaxHeader)
@@ -323,7 +400,7 @@ func roundTrip(r run, pkts [][]byte) error {
 		if len(got) != len(want) {
 			return fmt.Errorf("segment %d cut again: %d bytes, was %d", k, len(got), len(want))
 		}
-		for _, c := range [][2]int{{4, 6}, {10, 12}, {r.ihl + 16, r.ihl + 18}} {
+		for _, c := range [][2]int{{4, 6}, {10, 12}, {csumAt, csumAt + 2}} {
 			copy(got[c[0]:c[1]], want[c[0]:c[1]])
 		}
 		if !bytes.Equal(got, want) {
@@ -437,7 +514,7 @@ func TestPlanRunsRoundTrip(t *testing.T) {
 			flows[f].pkts = flows[f].pkts[k:]
 		}
 		bufs := bufsOf(all)
-		runs := planRuns(bufs, Headroom, nil)
+		runs := planRuns(bufs, Headroom, nil, true)
 		t.Run(fmt.Sprint(iter), func(t *testing.T) {
 			checkRuns(t, bufs, Headroom, runs)
 			// An undisturbed flow makes one run per stretch.
@@ -463,7 +540,7 @@ func TestPlanRunsRoundTrip(t *testing.T) {
 // follow each other, and come back whole.
 func TestPlanRunsFlannelRecording(t *testing.T) {
 	bufs := bufsOf(tcpOf(flannelPackets(t)))
-	runs := planRuns(bufs, Headroom, nil)
+	runs := planRuns(bufs, Headroom, nil, true)
 	checkRuns(t, bufs, Headroom, runs)
 	most := slices.Max(runLengths(runs))
 	if most < 5 {

@@ -171,6 +171,8 @@ func FuzzPlanRuns(f *testing.F) {
 	f.Add(encode(0, flow))
 	f.Add(encode(3, flow))
 	f.Add(encode(4, append(flow[:3:3], udpSpec{}.build(), flow[3])))
+	dgram := udpSpec{payload: make([]byte, 64)}.build()
+	f.Add(encode(0, [][]byte{dgram, dgram, dgram, udpSpec{payload: make([]byte, 20)}.build()}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
 			return
@@ -192,7 +194,7 @@ func FuzzPlanRuns(f *testing.F) {
 		for i, p := range pkts {
 			bufs[i] = append(make([]byte, offset, offset+len(p)), p...)
 		}
-		runs := planRuns(bufs, offset, nil)
+		runs := planRuns(bufs, offset, nil, true)
 		checkRuns(t, bufs, offset, runs)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -303,21 +304,45 @@ func TestLinkInNetns(t *testing.T) {
 			t.Run("write", func(t *testing.T) {
 				flow := farFlow(10)
 				udp := udpSpec{dst: farPod, dport: 9, payload: []byte("one datagram")}.build()
-				pkts := append(flow, udp)
+				// A run of datagrams of one flow: weft's device writes
+				// them as one USO super-packet, which the kernel cuts
+				// again for the plain device.
+				var udpRun [][]byte
+				for k := range 8 {
+					udpRun = append(udpRun, udpSpec{dst: farPod, dport: 10, id: 100 + uint16(k),
+						payload: bytes.Repeat([]byte{byte(k)}, 1000-200*(k/7))}.build())
+				}
+				pkts := append(append(flow, udp), udpRun...)
 				n, err := q.Write(bufsOf(pkts), Headroom)
 				if err != nil || n != len(pkts) {
 					t.Fatalf("Write = %d, %v; want %d", n, err, len(pkts))
 				}
+				if vq, ok := q.(*vnetQueue); ok && vq.uso {
+					if !slices.ContainsFunc(vq.runs, func(r run) bool { return r.udp && r.end-r.start == len(udpRun) }) {
+						t.Errorf("the datagrams were not written as one USO super-packet: runs %v", runLengths(vq.runs))
+					}
+				}
 				toFar := func(p []byte) bool { return toAddr(farPod, 6)(p) || toAddr(farPod, 17)(p) }
-				var segs [][]byte
+				var segs, dgrams [][]byte
 				for _, r := range readMatching(t, peer.Queues[0], false, len(pkts), toFar) {
-					if r.pkt[9] == 17 {
+					switch {
+					case r.pkt[9] == 17 && r.pkt[23] == 9:
 						if err := sameForwarded(r.pkt, udp, 0); err != nil {
 							t.Errorf("datagram: %v", err)
 						}
-						continue
+					case r.pkt[9] == 17:
+						dgrams = append(dgrams, r.pkt)
+					default:
+						segs = append(segs, r.pkt)
 					}
-					segs = append(segs, r.pkt)
+				}
+				if len(dgrams) != len(udpRun) {
+					t.Fatalf("%d datagrams of the run came out, %d went in", len(dgrams), len(udpRun))
+				}
+				for k, p := range dgrams {
+					if err := sameForwarded(p, udpRun[k], 100+uint16(k)); err != nil {
+						t.Errorf("datagram %d of the run: %v", k, err)
+					}
 				}
 				if len(segs) != len(flow) {
 					t.Fatalf("%d segments came out, %d went in", len(segs), len(flow))

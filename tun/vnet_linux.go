@@ -46,6 +46,9 @@ type vnetQueue struct {
 	file  *os.File
 	raw   syscall.RawConn
 	batch int
+	// uso: the kernel knows UDP segmentation offload (Linux 6.2), so runs
+	// of UDP datagrams are written as one super-packet too.
+	uso bool
 
 	// Read's, which cuts super-packets by copying; one reader at a time.
 	split []Segment
@@ -69,7 +72,9 @@ func openVnetQueue(name string, batch int) (*vnetQueue, error) {
 	}
 	// IPv4 only (weft's overlay is IPv4), but USO needs both USO flags.
 	const tcp = unix.TUN_F_CSUM | unix.TUN_F_TSO4
+	uso := true
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp|unix.TUN_F_USO4|unix.TUN_F_USO6); err != nil {
+		uso = false
 		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp); err != nil {
 			unix.Close(fd)
 			return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
@@ -85,6 +90,7 @@ func openVnetQueue(name string, batch int) (*vnetQueue, error) {
 		file:  f,
 		raw:   raw,
 		batch: batch,
+		uso:   uso,
 		iov:   make([]unix.Iovec, 0, 2+MaxSegments),
 		runs:  make([]run, 0, batch),
 		split: make([]Segment, MaxSegments),
@@ -209,7 +215,7 @@ func (q *vnetQueue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 func (q *vnetQueue) Write(bufs [][]byte, offset int) (int, error) {
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
-	q.runs = planRuns(bufs, offset, q.runs[:0])
+	q.runs = planRuns(bufs, offset, q.runs[:0], q.uso)
 	written := 0
 	var firstErr error
 	for _, r := range q.runs {
@@ -228,7 +234,8 @@ func (q *vnetQueue) Write(bufs [][]byte, offset int) (int, error) {
 	return written, firstErr
 }
 
-// writeRun writes one packet, or a run of TCP segments as one super-packet.
+// writeRun writes one packet, or a run of TCP segments or UDP datagrams as
+// one super-packet.
 func (q *vnetQueue) writeRun(pkts [][]byte, offset int, r run) error {
 	clear(q.vhdr[:])
 	q.iov = q.iov[:0]
@@ -237,12 +244,16 @@ func (q *vnetQueue) writeRun(pkts [][]byte, offset int, r run) error {
 		q.iov = appendIovec(q.iov, pkts[0][offset:])
 	} else {
 		h := r.header(q.head[:], pkts[0][offset:], pkts[len(pkts)-1][offset:])
+		kind, csumOffset := byte(vnetGSOTCPv4), uint16(16)
+		if r.udp {
+			kind, csumOffset = vnetGSOUDPL4, 6
+		}
 		q.vhdr[0] = vnetFlagNeedsCsum
-		q.vhdr[1] = vnetGSOTCPv4
+		q.vhdr[1] = kind
 		binary.NativeEndian.PutUint16(q.vhdr[2:4], uint16(r.hlen))
 		binary.NativeEndian.PutUint16(q.vhdr[4:6], uint16(r.segment))
 		binary.NativeEndian.PutUint16(q.vhdr[6:8], uint16(r.ihl))
-		binary.NativeEndian.PutUint16(q.vhdr[8:10], 16)
+		binary.NativeEndian.PutUint16(q.vhdr[8:10], csumOffset)
 		q.iov = appendIovec(q.iov, h)
 		for _, p := range pkts {
 			q.iov = appendIovec(q.iov, p[offset+r.hlen:])

@@ -283,7 +283,7 @@ func TestVnetWrite(t *testing.T) {
 			}
 			continue
 		}
-		run := planRuns(bufs[w.start:w.end], Headroom, nil)[0]
+		run := planRuns(bufs[w.start:w.end], Headroom, nil, true)[0]
 		super, wantG := superPacket(run, pkts[w.start:w.end])
 		if g != wantG || binary.NativeEndian.Uint16(msg[2:]) != uint16(run.hlen) {
 			t.Fatalf("run [%d,%d): virtio-net header %x (%+v), want %+v with hdr_len %d", w.start, w.end, msg[:virtioNetHdrLen], g, wantG, run.hlen)
