@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
 
 	"github.com/weft-dev/weft/engine"
 )
@@ -35,10 +36,11 @@ var (
 	descExpiry  = desc("weft_lease_expiry_timestamp_seconds", "When this host's subnet lease in etcd runs out unless renewed, Unix time (etcd mode, once known).")
 	descEtcdUp  = desc("weft_etcd_connected", "Whether weftd's link to etcd is up (1) or not (0); etcd mode only.")
 	descWatch   = desc("weft_etcd_watch_events_total", "Events received on the watch of the subnet leases; etcd mode only.")
+	descTUNDrop = desc("weft_tun_kernel_dropped_total", "Packets the kernel dropped at the TUN device before weftd could read them (its tx_dropped: the device's queue was full), which weft_drops_total cannot see.")
 
 	allDescs = []*prometheus.Desc{
 		descPackets, descBytes, descDrops, descICMP, descBatch, descRoutes, descPeers, descWorkers,
-		descOffload, descGSOFall, descDumps, descDumpCap, descDumpDrp, descInfo, descExpiry, descEtcdUp, descWatch,
+		descOffload, descGSOFall, descDumps, descDumpCap, descDumpDrp, descInfo, descExpiry, descEtcdUp, descWatch, descTUNDrop,
 	}
 )
 
@@ -84,6 +86,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDumpCap, ds.Captured)
 	counter(descDumpDrp, ds.Dropped)
 	gauge(descInfo, 1, h.network.String(), h.subnet.String(), h.publicIP.String(), h.tun)
+	if link, err := netlink.LinkByName(h.tun); err == nil && link.Attrs().Statistics != nil {
+		counter(descTUNDrop, link.Attrs().Statistics.TxDropped)
+	}
 
 	// What etcd mode knows; in static mode these series do not exist
 	// rather than read 0, which would look like an expired lease.

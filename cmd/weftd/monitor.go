@@ -51,7 +51,9 @@ func startMonitor(addr string, profiles bool, host *hostState, log *slog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr %q: %w", addr, err)
 	}
-	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// IdleTimeout: a scraper that keeps its connection open but goes away
+	// must not leave a connection and its goroutine behind for ever.
+	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
 	log.Info("serving metrics", "addr", ln.Addr().String())
 	go func() {
 		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

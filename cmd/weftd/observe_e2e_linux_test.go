@@ -282,6 +282,9 @@ func TestObservability(t *testing.T) {
 			`weft_drops_total{reason="spoofed-source"}`, `weft_dump_captured_total`,
 			`weft_packets_total{direction="rx"}`,
 		})
+		if _, ok := after1[`weft_tun_kernel_dropped_total`]; !ok {
+			t.Errorf("h1 does not export weft_tun_kernel_dropped_total, the TUN's own drops")
+		}
 		for key, want := range map[string]float64{
 			`weft_routes`: 1, `weft_peers`: 1, `weft_dumps_active`: 0,
 			fmt.Sprintf(`weft_info{network="%s",public_ip="%s",subnet="%s",tun="flannel0"}`, topo.Network, h1.UnderlayIP, h1.Subnet): 1,
