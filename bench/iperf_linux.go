@@ -31,7 +31,7 @@ func startIperfServer(ctx context.Context, t *Topology, ns, dir string, addr net
 		if ok, _ := d.exited(); ok {
 			return nil, fmt.Errorf("iperf3 -s exited at start%s", d.logTail())
 		}
-		if listening(d.pid(), iperfPort) {
+		if Listening(d.pid(), iperfPort) {
 			return d, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -42,10 +42,10 @@ func startIperfServer(ctx context.Context, t *Topology, ns, dir string, addr net
 	}
 }
 
-// listening reports whether the network namespace of process pid has a TCP
+// Listening reports whether the network namespace of process pid has a TCP
 // socket listening on port. Looking in /proc/PID/net/tcp, rather than
 // connecting, leaves no stray connection for iperf3 to complain about.
-func listening(pid, port int) bool {
+func Listening(pid, port int) bool {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/net/tcp", pid))
 	if err != nil {
 		return false

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -367,31 +366,11 @@ func soakIperfServer(t *testing.T, topo *bench.Topology, h bench.Host) {
 			return errors.New("iperf3 -s exited")
 		default:
 		}
-		if !soakListening(cmd.Process.Pid, 5201) {
+		if !bench.Listening(cmd.Process.Pid, 5201) {
 			return fmt.Errorf("not listening on %d yet", 5201)
 		}
 		return nil
 	})
-}
-
-// soakListening reports whether the namespace of process pid has a TCP
-// socket listening on port (read from /proc, without connecting: a probe
-// connection would make iperf3 complain).
-func soakListening(pid, port int) bool {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/net/tcp", pid))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	want := fmt.Sprintf(":%04X", port)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) > 3 && strings.HasSuffix(fs[1], want) && fs[3] == "0A" {
-			return true
-		}
-	}
-	return false
 }
 
 // soakCount is one kernel drop counter.
