@@ -63,10 +63,12 @@ type UDPConn struct {
 	woob     [][]byte
 	groupLen []int
 
-	// Reading: with GRO, datagrams land in big buffers of rmsgs and are
-	// handed out segment by segment; pending is what is not handed out yet.
-	rmsgs   []ipv4.Message
-	pending []ipv4.Message
+	// Reading: with GRO, datagrams land in big buffers of rbatch's slots
+	// and are handed out segment by segment; pending is what is not handed
+	// out yet. Without GRO they land straight in the caller's buffers.
+	raw     syscall.RawConn
+	rbatch  *recvBatch
+	pending []recvSlot
 	pendOff int
 }
 
@@ -99,6 +101,7 @@ func ListenUDP(laddr netip.AddrPort, opts Options) (*UDPConn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("listen %v: %w", laddr, err)
 	}
+	c.raw = raw
 	raw.Control(func(fd uintptr) {
 		if opts.GSO {
 			// Reading UDP_SEGMENT back works from the kernel that has it on.
@@ -127,12 +130,11 @@ func ListenUDP(laddr netip.AddrPort, opts Options) (*UDPConn, error) {
 		// Each buffer can hold up to 64 datagrams: fewer of them suffice.
 		nr = max(1, batch/4)
 	}
-	c.rmsgs = make([]ipv4.Message, nr)
-	for i := range c.rmsgs {
-		c.rmsgs[i].Buffers = make([][]byte, 1)
-		if c.gro {
-			c.rmsgs[i].Buffers[0] = make([]byte, groBufferSize)
-			c.rmsgs[i].OOB = make([]byte, unix.CmsgSpace(2)+unix.CmsgSpace(4))
+	c.rbatch = newRecvBatch(nr)
+	if c.gro {
+		for i := range c.rbatch.slots {
+			c.rbatch.slots[i].buf = make([]byte, groBufferSize)
+			c.rbatch.slots[i].oob = make([]byte, unix.CmsgSpace(2)+unix.CmsgSpace(4))
 		}
 	}
 	return c, nil
@@ -174,27 +176,27 @@ func (c *UDPConn) ReadBatch(msgs []Message) (int, error) {
 	if n := c.drain(msgs); n > 0 {
 		return n, nil
 	}
-	k, err := c.pc.ReadBatch(c.rmsgs, 0)
+	k, err := c.rbatch.recv(c.raw, len(c.rbatch.slots))
 	if err != nil {
 		return 0, err
 	}
-	c.pending, c.pendOff = c.rmsgs[:k], 0
+	c.pending, c.pendOff = c.rbatch.slots[:k], 0
 	return c.drain(msgs), nil
 }
 
 // readPlain receives straight into the caller's buffers.
 func (c *UDPConn) readPlain(msgs []Message) (int, error) {
-	rm := c.rmsgs[:min(len(msgs), len(c.rmsgs))]
-	for i := range rm {
-		rm[i].Buffers[0] = msgs[i].Buf
+	k := min(len(msgs), len(c.rbatch.slots))
+	for i := range k {
+		c.rbatch.slots[i].buf = msgs[i].Buf
 	}
-	// x/net's ReadBatch allocates a net.UDPAddr for each datagram's source.
-	n, err := c.pc.ReadBatch(rm, 0)
+	n, err := c.rbatch.recv(c.raw, k)
 	for i := range n {
-		m := &msgs[i]
-		m.N = rm[i].N
-		m.Truncated = rm[i].Flags&unix.MSG_TRUNC != 0
-		m.Addr = addrPort(rm[i].Addr)
+		rs, m := &c.rbatch.slots[i], &msgs[i]
+		m.N = rs.n
+		m.Truncated = rs.flags&unix.MSG_TRUNC != 0
+		m.Addr = rs.from
+		rs.buf = nil // the caller's; not to be kept
 	}
 	return n, err
 }
@@ -204,13 +206,12 @@ func (c *UDPConn) readPlain(msgs []Message) (int, error) {
 func (c *UDPConn) drain(msgs []Message) int {
 	n := 0
 	for len(c.pending) > 0 && n < len(msgs) {
-		rm := &c.pending[0]
-		data := rm.Buffers[0][:rm.N]
-		seg := groSegmentSize(rm.OOB[:rm.NN])
+		rs := &c.pending[0]
+		data := rs.buf[:rs.n]
+		seg := groSegmentSize(rs.oob[:rs.nn])
 		if seg <= 0 || seg > len(data) {
 			seg = len(data)
 		}
-		from := addrPort(rm.Addr)
 		for c.pendOff < len(data) && n < len(msgs) {
 			end := min(c.pendOff+seg, len(data))
 			m := &msgs[n]
@@ -220,8 +221,8 @@ func (c *UDPConn) drain(msgs []Message) int {
 			} else {
 				m.N = copy(m.Buf, data[c.pendOff:end])
 			}
-			m.Truncated = m.N < end-c.pendOff || rm.Flags&unix.MSG_TRUNC != 0
-			m.Addr = from
+			m.Truncated = m.N < end-c.pendOff || rs.flags&unix.MSG_TRUNC != 0
+			m.Addr = rs.from
 			c.pendOff = end
 			n++
 		}
@@ -246,15 +247,6 @@ func groSegmentSize(oob []byte) int {
 		oob = rest
 	}
 	return 0
-}
-
-func addrPort(a net.Addr) netip.AddrPort {
-	ua, ok := a.(*net.UDPAddr)
-	if !ok {
-		return netip.AddrPort{}
-	}
-	ap := ua.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // WriteBatch implements Conn. With GSO, each run of datagrams to one peer

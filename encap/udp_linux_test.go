@@ -145,3 +145,52 @@ func TestGroupEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestReadBatchAllocs: receiving allocates nothing, with GRO or without
+// (golang.org/x/net's ReadBatch allocated each datagram's source address).
+func TestReadBatchAllocs(t *testing.T) {
+	for _, gro := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gro=%v", gro), func(t *testing.T) {
+			lo := netip.MustParseAddr("127.0.0.1")
+			tx, err := ListenUDP(netip.AddrPortFrom(lo, 0), Options{Batch: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Close()
+			rx, err := ListenUDP(netip.AddrPortFrom(lo, 0), Options{Batch: 8, GRO: gro})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rx.Close()
+			const runs, per = 50, 8
+			out := make([]Message, per)
+			for i := range out {
+				out[i] = Message{Buf: bytes.Repeat([]byte{byte(i)}, 1000), Addr: rx.LocalAddr()}
+			}
+			for range runs + 1 { // AllocsPerRun runs once more to warm up
+				if n, err := tx.WriteBatch(out); err != nil || n != per {
+					t.Fatalf("WriteBatch: %d, %v", n, err)
+				}
+			}
+			rx.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			in := make([]Message, per)
+			for i := range in {
+				in[i].Buf = make([]byte, 2048)
+			}
+			var readErr error
+			allocs := testing.AllocsPerRun(runs, func() {
+				for got := 0; got < per && readErr == nil; {
+					var n int
+					n, readErr = rx.ReadBatch(in[:per-got])
+					got += n
+				}
+			})
+			if readErr != nil {
+				t.Fatal(readErr)
+			}
+			if allocs != 0 {
+				t.Errorf("%.1f allocations per batch of %d datagrams received, want 0", allocs, per)
+			}
+		})
+	}
+}
