@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +20,23 @@ type queue struct {
 	file  *os.File
 	raw   syscall.RawConn
 	batch int
+
+	// The calls to the poller, made once with their arguments and results
+	// here: a closure built per read or write would allocate. One reader
+	// at a time; writers hold wmu.
+	readFn, writeFn func(fd uintptr) bool
+	rd              struct {
+		bufs           [][]byte
+		sizes          []int
+		offset, max, n int
+		err            error
+	}
+	wmu sync.Mutex
+	wr  struct {
+		bufs               [][]byte
+		offset, i, written int
+		err                error
+	}
 }
 
 func newQueue(f *os.File, batch int) (*queue, error) {
@@ -26,7 +44,9 @@ func newQueue(f *os.File, batch int) (*queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tun queue: %w", err)
 	}
-	return &queue{file: f, raw: raw, batch: batch}, nil
+	q := &queue{file: f, raw: raw, batch: batch}
+	q.readFn, q.writeFn = q.readReady, q.writeReady
+	return q, nil
 }
 
 func (q *queue) BatchSize() int { return q.batch }
@@ -36,59 +56,72 @@ func (q *queue) BatchSize() int { return q.batch }
 func (q *queue) SetReadDeadline(t time.Time) error { return q.file.SetReadDeadline(t) }
 
 func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	max := min(len(bufs), q.batch)
-	n := 0
-	var rerr error
-	err := q.raw.Read(func(fd uintptr) bool {
-		for n < max {
-			m, err := unix.Read(int(fd), bufs[n][offset:])
-			if err == unix.EINTR {
-				continue
-			}
-			if err == unix.EAGAIN {
-				break
-			}
-			if err != nil {
-				rerr = err
-				return true
-			}
-			sizes[n] = m
-			n++
-		}
-		// Wait for readiness only while nothing was read.
-		return n > 0
-	})
+	q.rd.bufs, q.rd.sizes, q.rd.offset = bufs, sizes, offset
+	q.rd.max, q.rd.n, q.rd.err = min(len(bufs), q.batch), 0, nil
+	err := q.raw.Read(q.readFn)
+	n, rerr := q.rd.n, q.rd.err
+	q.rd.bufs, q.rd.sizes = nil, nil // the caller's; not to be kept
 	return drained(n, err, rerr)
 }
 
-func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
-	i, written := 0, 0
-	var werr error
-	err := q.raw.Write(func(fd uintptr) bool {
-		for i < len(bufs) {
-			_, err := unix.Write(int(fd), bufs[i][offset:])
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return false // the queue is full: wait until it drains
-			case err != nil:
-				// The kernel refused this packet (malformed, or the
-				// device is going): keep the first error, write the rest.
-				if werr == nil {
-					werr = err
-				}
-			default:
-				written++
-			}
-			i++
+// readReady reads packets until the batch is full or none is left, and
+// asks to wait only while nothing was read.
+func (q *queue) readReady(fd uintptr) bool {
+	r := &q.rd
+	for r.n < r.max {
+		m, err := unix.Read(int(fd), r.bufs[r.n][r.offset:])
+		if err == unix.EINTR {
+			continue
 		}
-		return true
-	})
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			r.err = err
+			return true
+		}
+		r.sizes[r.n] = m
+		r.n++
+	}
+	return r.n > 0
+}
+
+func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	q.wr.bufs, q.wr.offset, q.wr.i, q.wr.written, q.wr.err = bufs, offset, 0, 0, nil
+	err := q.raw.Write(q.writeFn)
+	written, werr := q.wr.written, q.wr.err
+	q.wr.bufs = nil
 	if werr != nil {
 		return written, werr
 	}
 	return written, err
+}
+
+// writeReady writes the packets left, one write(2) each, and asks to wait
+// when the queue is full.
+func (q *queue) writeReady(fd uintptr) bool {
+	w := &q.wr
+	for w.i < len(w.bufs) {
+		_, err := unix.Write(int(fd), w.bufs[w.i][w.offset:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false // the queue is full: wait until it drains
+		case err != nil:
+			// The kernel refused this packet (malformed, or the device
+			// is going): keep the first error, write the rest.
+			if w.err == nil {
+				w.err = err
+			}
+		default:
+			w.written++
+		}
+		w.i++
+	}
+	return true
 }
 
 func (q *queue) Close() error {

@@ -54,12 +54,29 @@ type vnetQueue struct {
 	split []Segment
 	heads []byte
 	rbuf  []byte
+	rbufs [1][]byte // rbuf, as ReadGSO takes it
+	rgso  [1]GSO
+	rsize [1]int
 
-	wmu  sync.Mutex // guards the rest: Write may be called concurrently
-	iov  []unix.Iovec
-	vhdr [virtioNetHdrLen]byte
-	head [MaxHeader]byte
-	runs []run
+	// ReadGSO's call to the poller, made once with its arguments and
+	// results here: a closure built per read would allocate.
+	readFn func(fd uintptr) bool
+	rd     struct {
+		bufs        [][]byte
+		sizes       []int
+		gso         []GSO
+		offset, max int
+		n           int
+		err         error
+	}
+
+	wmu     sync.Mutex // guards the rest: Write may be called concurrently
+	iov     []unix.Iovec
+	vhdr    [virtioNetHdrLen]byte
+	head    [MaxHeader]byte
+	runs    []run
+	writeFn func(fd uintptr) bool // writeRun's call, made once
+	werr    syscall.Errno
 }
 
 // openVnetQueue opens one queue of the device with IFF_VNET_HDR and turns on
@@ -80,13 +97,18 @@ func openVnetQueue(name string, batch int) (*vnetQueue, error) {
 			return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
 		}
 	}
-	f := os.NewFile(uintptr(fd), "/dev/net/tun")
+	return newVnetQueue(os.NewFile(uintptr(fd), "/dev/net/tun"), batch, uso)
+}
+
+// newVnetQueue makes a queue of the open file f: a TUN queue opened with a
+// virtio-net header, or a stand-in in tests. On error it closes f.
+func newVnetQueue(f *os.File, batch int, uso bool) (*vnetQueue, error) {
 	raw, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &vnetQueue{
+	q := &vnetQueue{
 		file:  f,
 		raw:   raw,
 		batch: batch,
@@ -96,7 +118,11 @@ func openVnetQueue(name string, batch int) (*vnetQueue, error) {
 		split: make([]Segment, MaxSegments),
 		heads: make([]byte, MaxSegments*MaxHeader),
 		rbuf:  make([]byte, virtioNetHdrLen+65535),
-	}, nil
+	}
+	q.rbufs[0] = q.rbuf
+	q.readFn = q.readReady
+	q.writeFn = q.writeIovec
+	return q, nil
 }
 
 func (q *vnetQueue) BatchSize() int { return q.batch }
@@ -118,46 +144,53 @@ func (q *vnetQueue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (
 	if offset < virtioNetHdrLen {
 		return 0, fmt.Errorf("tun: offset %d leaves no room for the virtio-net header", offset)
 	}
-	max := min(len(bufs), q.batch)
-	n := 0
-	var rerr error
-	err := q.raw.Read(func(fd uintptr) bool {
-		for n < max {
-			b := bufs[n][offset-virtioNetHdrLen:]
-			m, err := unix.Read(int(fd), b)
-			if err == unix.EINTR {
-				continue
-			}
-			if err == unix.EAGAIN {
-				break
-			}
-			if err != nil {
-				rerr = err
-				return true
-			}
-			// A packet that cannot be handed over is still handed up,
-			// marked, so that its drop is counted.
-			g, perr := GSO{Kind: GSOInvalid}, error(nil)
-			if m >= virtioNetHdrLen {
-				g, perr = parseVnetHdr(b[:virtioNetHdrLen])
-			}
-			pkt := b[min(m, virtioNetHdrLen):m]
-			switch {
-			case perr != nil:
-				g = GSO{Kind: GSOInvalid}
-			case g.Kind == GSONone && g.NeedsCsum:
-				if Checksum(pkt, g) != nil {
-					g = GSO{Kind: GSOInvalid}
-				}
-				g.NeedsCsum = false
-			}
-			gso[n] = g
-			sizes[n] = len(pkt)
-			n++
-		}
-		return n > 0
-	})
+	q.rd.bufs, q.rd.sizes, q.rd.gso, q.rd.offset = bufs, sizes, gso, offset
+	q.rd.max, q.rd.n, q.rd.err = min(len(bufs), q.batch), 0, nil
+	err := q.raw.Read(q.readFn)
+	n, rerr := q.rd.n, q.rd.err
+	q.rd.bufs, q.rd.sizes, q.rd.gso = nil, nil, nil // the caller's; not to be kept
 	return drained(n, err, rerr)
+}
+
+// readReady is ReadGSO's work once the poller says the queue is readable:
+// it reads packets until the batch is full or none is left, and asks to
+// wait only while nothing was read.
+func (q *vnetQueue) readReady(fd uintptr) bool {
+	r := &q.rd
+	for r.n < r.max {
+		b := r.bufs[r.n][r.offset-virtioNetHdrLen:]
+		m, err := unix.Read(int(fd), b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			r.err = err
+			return true
+		}
+		// A packet that cannot be handed over is still handed up,
+		// marked, so that its drop is counted.
+		g, perr := GSO{Kind: GSOInvalid}, error(nil)
+		if m >= virtioNetHdrLen {
+			g, perr = parseVnetHdr(b[:virtioNetHdrLen])
+		}
+		pkt := b[min(m, virtioNetHdrLen):m]
+		switch {
+		case perr != nil:
+			g = GSO{Kind: GSOInvalid}
+		case g.Kind == GSONone && g.NeedsCsum:
+			if Checksum(pkt, g) != nil {
+				g = GSO{Kind: GSOInvalid}
+			}
+			g.NeedsCsum = false
+		}
+		r.gso[r.n] = g
+		r.sizes[r.n] = len(pkt)
+		r.n++
+	}
+	return r.n > 0
 }
 
 // parseVnetHdr reads a virtio_net_hdr. Only IPv4 GSO kinds are handed on:
@@ -185,10 +218,8 @@ func parseVnetHdr(b []byte) (GSO, error) {
 // Read implements Device for callers that want whole packets: super-packets
 // are cut by copying each segment into its own buffer.
 func (q *vnetQueue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	var g [1]GSO
-	var sz [1]int
-	rb := [][]byte{q.rbuf}
-	if _, err := q.ReadGSO(rb, sz[:], g[:], virtioNetHdrLen); err != nil {
+	g, sz := q.rgso[:], q.rsize[:]
+	if _, err := q.ReadGSO(q.rbufs[:], sz, g, virtioNetHdrLen); err != nil {
 		return 0, err
 	}
 	pkt := q.rbuf[virtioNetHdrLen : virtioNetHdrLen+sz[0]]
@@ -259,28 +290,32 @@ func (q *vnetQueue) writeRun(pkts [][]byte, offset int, r run) error {
 			q.iov = appendIovec(q.iov, p[offset+r.hlen:])
 		}
 	}
-	var werr error
-	err := q.raw.Write(func(fd uintptr) bool {
-		for {
-			_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&q.iov[0])), uintptr(len(q.iov)))
-			switch e {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait until the queue takes more
-			case 0:
-			default:
-				werr = e
-			}
-			return true
-		}
-	})
-	if err != nil {
+	q.werr = 0
+	if err := q.raw.Write(q.writeFn); err != nil {
 		// The poller fails only on a closed file (no deadline is ever set),
 		// with internal/poll's error, which is not os.ErrClosed.
 		return os.ErrClosed
 	}
-	return werr
+	if q.werr != 0 {
+		return q.werr
+	}
+	return nil
+}
+
+// writeIovec is writeRun's work once the poller says the queue takes more:
+// one writev of q.iov.
+func (q *vnetQueue) writeIovec(fd uintptr) bool {
+	for {
+		_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&q.iov[0])), uintptr(len(q.iov)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until the queue takes more
+		}
+		q.werr = e
+		return true
+	}
 }
 
 func appendIovec(iov []unix.Iovec, b []byte) []unix.Iovec {
