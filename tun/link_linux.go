@@ -152,7 +152,7 @@ func openQueue(cfg Config) (Device, error) {
 func idleKeptTUN(link netlink.Link) bool {
 	t, ok := link.(*netlink.Tuntap)
 	return ok && t.Mode == netlink.TUNTAP_MODE_TUN && !t.NonPersist &&
-		t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0 && t.Queues == 0
+		t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0 && t.Queues == 0 && t.DisabledQueues == 0
 }
 
 // clearExcept removes from link the IPv4 addresses other than addr and the
