@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -115,31 +114,7 @@ func authStartMember(t *testing.T, topo *bench.Topology, ns string, ip netip.Add
 	cmd := topo.Command(context.Background(), ns, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "WEFT_TEST_ETCD_MEMBER="+spec, "WEFT_TEST_ETCD_CLUSTER=m1="+peer,
 		"WEFT_TEST_ETCD_TLS="+tlsDir, "WEFT_TEST_ETCD_PLAIN_URL="+plainURL)
-	logPath := filepath.Join(t.TempDir(), "member.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logf.Close()
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("etcd member logged:\n%s", b)
-		}
-	})
+	startLogged(t, cmd, "etcd member")
 }
 
 // authClient connects from the test to endpoint, dialling inside ns, with

@@ -265,3 +265,37 @@ func ping(topo *bench.Topology, ns, dst string, count int) (string, error) {
 	out, err := topo.Run(ctx, ns, "ping", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "2", dst)
 	return string(out), err
 }
+
+// startLogged starts cmd, a helper process of a test (an etcd member, an
+// iperf3 server), with its output in a log file, and stops it by its PID
+// when the test ends: SIGTERM, then SIGKILL after 10 s. A failed test shows
+// the end of the log, headed by what. done closes when the process ends.
+func startLogged(t *testing.T, cmd *exec.Cmd, what string) (done <-chan struct{}) {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "process.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	go func() { cmd.Wait(); close(ended) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-ended
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s logged:\n%s", what, tail(string(b), 40))
+		}
+	})
+	return ended
+}

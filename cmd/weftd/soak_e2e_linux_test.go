@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -335,31 +334,7 @@ func (r *soakIperf) run(ctx context.Context, topo *bench.Topology, end time.Time
 func soakIperfServer(t *testing.T, topo *bench.Topology, h bench.Host) {
 	t.Helper()
 	cmd := topo.Command(context.Background(), h.PodNS, "iperf3", "-s", "-B", h.PodIP.String(), "-p", "5201")
-	logPath := filepath.Join(t.TempDir(), "iperf3-"+h.Name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("iperf3 -s in %s logged:\n%s", h.PodNS, tail(string(b), 20))
-		}
-	})
+	done := startLogged(t, cmd, "iperf3 -s in "+h.PodNS)
 	eventually(t, 10*time.Second, "iperf3 -s listening in "+h.PodNS, func() error {
 		select {
 		case <-done:
