@@ -10,9 +10,9 @@ import (
 
 // Fuzz targets for everything that reads untrusted bytes: the IPv4 checks,
 // the admission of datagrams from peers, the outbound loop, and the ICMP
-// answer. Seeds are the real packets of the flannel recording (when
-// ../shared/testdata/flannel is there; testdata/fuzz holds a few of them
-// too) and hand-made edge cases. Run one with, e.g.,
+// answer. Seeds are the real packets of the flannel recording
+// (../testdata/flannel; testdata/fuzz holds a few of them too) and hand-made
+// edge cases. Run one with, e.g.,
 //
 //	go test -run '^$' -fuzz '^FuzzAdmit$' -fuzztime 1m ./engine/
 

@@ -14,7 +14,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 )
 
-// The hosts of the tests, as in the flannel recording (../shared/testdata/flannel):
+// The hosts of the tests, as in the flannel recording (testdata/flannel at the top of the repo):
 // this host is h1 with subnet 100.96.1.0/24; h2 and h3 are its peers.
 var (
 	localSubnet = netip.MustParsePrefix("100.96.1.0/24")
@@ -129,7 +129,7 @@ func headerValid(p []byte) bool {
 }
 
 // flannelDir holds what a real flanneld (udp backend) put on the wire.
-const flannelDir = "../../shared/testdata/flannel"
+const flannelDir = "../testdata/flannel"
 
 // capturedDatagram is one datagram of the flannel underlay recording.
 type capturedDatagram struct {
@@ -203,13 +203,10 @@ func podPackets() ([][]byte, error) {
 	return out, nil
 }
 
-// needUnderlay returns the underlay recording's datagrams or skips the test.
+// needUnderlay returns the underlay recording's datagrams.
 func needUnderlay(tb testing.TB) []capturedDatagram {
 	tb.Helper()
 	d, err := underlayDatagrams()
-	if errors.Is(err, os.ErrNotExist) {
-		tb.Skipf("flannel recording not found: %v", err)
-	}
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -219,13 +216,10 @@ func needUnderlay(tb testing.TB) []capturedDatagram {
 	return d
 }
 
-// needPod returns pod 1's packets or skips the test.
+// needPod returns pod 1's packets.
 func needPod(tb testing.TB) [][]byte {
 	tb.Helper()
 	p, err := podPackets()
-	if errors.Is(err, os.ErrNotExist) {
-		tb.Skipf("flannel recording not found: %v", err)
-	}
 	if err != nil {
 		tb.Fatal(err)
 	}

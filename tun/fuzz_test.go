@@ -20,7 +20,7 @@ import (
 // (pings, pings with TTL 1, a 100 KB TCP transfer), in the order captured.
 func flannelPackets(tb testing.TB) [][]byte {
 	tb.Helper()
-	path := filepath.Join("..", "..", "shared", "testdata", "flannel", "flannel-udp-underlay.pcap")
+	path := filepath.Join("..", "testdata", "flannel", "flannel-udp-underlay.pcap")
 	f, err := os.Open(path)
 	if err != nil {
 		tb.Fatalf("the flannel recording: %v", err)

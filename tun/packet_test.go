@@ -10,7 +10,7 @@ import (
 )
 
 // The addresses of the tests, as in the flannel recording
-// (../../shared/testdata/flannel): a pod on h2 talking to a pod on h1.
+// (../testdata/flannel): a pod on h2 talking to a pod on h1.
 var (
 	pod1 = netip.MustParseAddr("100.96.1.2")
 	pod2 = netip.MustParseAddr("100.96.2.2")
