@@ -20,9 +20,15 @@ PKGS          := ./...
 
 all: build
 
+# VERSION is stamped into both binaries (weftd --version, weft version); the
+# commit and the Go release come from the build info Go embeds
+# (-buildvcs=auto: also where GOFLAGS turns it off, and quietly without git).
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo "(devel)")
+BUILDFLAGS    := -buildvcs=auto -ldflags '-X github.com/weft-dev/weft/version.Version=$(VERSION)'
+
 build:
-	$(GO) build -o bin/weftd ./cmd/weftd
-	$(GO) build -o bin/weft ./cmd/weft
+	$(GO) build $(BUILDFLAGS) -o bin/weftd ./cmd/weftd
+	$(GO) build $(BUILDFLAGS) -o bin/weft ./cmd/weft
 
 # deps checks for the Debian packages the tests and the demo run, installs the
 # missing ones when root, and otherwise names the command that would.

@@ -45,3 +45,13 @@ func TestUnits(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionCommand(t *testing.T) {
+	var stderr strings.Builder
+	if code := run([]string{"version"}, &stderr); code != 0 {
+		t.Errorf("weft version: exit %d, %s", code, stderr.String())
+	}
+	if code := run([]string{"version", "extra"}, &stderr); code != 2 {
+		t.Errorf("weft version extra: exit %d, want 2", code)
+	}
+}

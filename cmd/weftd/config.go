@@ -47,6 +47,7 @@ type config struct {
 	embeddedEtcdListen string
 	subnetFile         string
 
+	version  bool // print the version and exit
 	profiles bool // serve /debug/pprof on the metrics address
 	ipMasq   bool // masquerade pod traffic leaving the overlay (package masq)
 }
@@ -107,6 +108,7 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.StringVar(&network, "network", "", "static mode: the overlay `CIDR`, e.g. 100.96.0.0/16; with --embedded-etcd: the network of the default config (default 100.96.0.0/16)")
 	fs.StringVar(&subnet, "subnet", "", "static mode: this host's `CIDR`, e.g. 100.96.1.0/24")
 	fs.Var(&peers, "peer", "static mode: a peer as `SUBNET=IP[:PORT]` (repeatable)")
+	fs.BoolVar(&c.version, "version", false, "print weft's version, commit and Go version, and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: weftd [flags]\n\nweftd forwards overlay packets between a TUN device and peer hosts over UDP,\ncompatible with flannel's udp backend. Every flag can also be given as an\nenvironment variable WEFTD_<FLAG>, e.g. WEFTD_PUBLIC_IP.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -116,6 +118,9 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.version {
+		return &c, nil // nothing else matters: main prints the version
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

@@ -164,3 +164,12 @@ func TestParseFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-version", "--subnet", "bad"}} {
+		c, err := parseFlags(args, func(string) string { return "" })
+		if err != nil || !c.version {
+			t.Errorf("%q: version=%v err=%v, want the version and no error", args, c != nil && c.version, err)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/weft-dev/weft/engine"
 	"github.com/weft-dev/weft/lease"
 	"github.com/weft-dev/weft/tun"
+	"github.com/weft-dev/weft/version"
 )
 
 func main() {
@@ -32,6 +33,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "weftd: %v\n", err)
 		os.Exit(2)
+	}
+	if cfg.version {
+		fmt.Println(version.Line("weftd"))
+		return
 	}
 	// SIGHUP reopens the log file; it never ends the daemon.
 	hup := make(chan os.Signal, 1)
