@@ -104,7 +104,11 @@ func TestClusterThreeHosts(t *testing.T) {
 			if string(got) != want {
 				t.Errorf("%s subnet.env:\n%q\nwant\n%q", h.Name, got, want)
 			}
-			// flanneld wrote these for the same hosts: weft's must be identical.
+			// flanneld wrote these for the same hosts h1 and h2 (the
+			// recording has no third): weft's must be identical.
+			if i >= 2 {
+				continue
+			}
 			ref, err := os.ReadFile(fmt.Sprintf("../../testdata/flannel/subnet-h%d.env", i+1))
 			if err != nil {
 				t.Fatal(err)
