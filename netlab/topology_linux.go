@@ -65,8 +65,9 @@ type Host struct {
 }
 
 // Topology is a set of hosts on one underlay, each with one pod. It holds only
-// the underlay, the pod veths and their connected routes: every mode adds its
-// own overlay routes and devices and removes them again.
+// the underlay, the pod veths and their connected routes: whoever runs an
+// overlay on it (a bench mode, a test's daemons) adds its own routes and
+// devices and removes them again.
 type Topology struct {
 	Config   Config
 	Hosts    []Host
