@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/weft-dev/weft/netlab"
 )
 
 // stopTimeout is how long a daemon gets after SIGTERM to remove its devices
@@ -31,13 +33,13 @@ type daemon struct {
 }
 
 // startDaemon starts args in ns, logging to dir/name.log.
-func startDaemon(ctx context.Context, t *Topology, ns, dir, name string, args ...string) (*daemon, error) {
+func startDaemon(ctx context.Context, t *netlab.Topology, ns, dir, name string, args ...string) (*daemon, error) {
 	return startDaemonEnv(ctx, t, ns, dir, name, nil, args...)
 }
 
 // startDaemonEnv is startDaemon with the environment environ; nil inherits
 // the harness's.
-func startDaemonEnv(ctx context.Context, t *Topology, ns, dir, name string, environ []string, args ...string) (*daemon, error) {
+func startDaemonEnv(ctx context.Context, t *netlab.Topology, ns, dir, name string, environ []string, args ...string) (*daemon, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {

@@ -9,11 +9,13 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/weft-dev/weft/netlab"
 )
 
 // Request/response latency is measured with a UDP echo pair that runs inside
 // the harness: the server's socket is opened in the server's namespace, the
-// client's in the client's (see listenUDPInNS). One request is in flight at a
+// client's in the client's (see netlab.ListenUDP). One request is in flight at a
 // time, like netperf's UDP_RR, so each round trip is the dataplane's latency
 // both ways plus a socket wake-up at each end. Compared with parsing ping, it
 // times with nanosecond resolution, is not rate limited to ICMP's minimum
@@ -52,14 +54,14 @@ func echoServer(conn *net.UDPConn) {
 
 // runEcho times round trips from clientNS to server:echoPort for d.
 func runEcho(ctx context.Context, clientNS, serverNS string, server netip.Addr, d time.Duration) (Latency, error) {
-	srv, err := listenUDPInNS(serverNS, &net.UDPAddr{IP: server.AsSlice(), Port: echoPort})
+	srv, err := netlab.ListenUDP(serverNS, &net.UDPAddr{IP: server.AsSlice(), Port: echoPort})
 	if err != nil {
 		return Latency{}, fmt.Errorf("echo server: %w", err)
 	}
 	defer srv.Close()
 	go echoServer(srv)
 
-	cli, err := dialUDPInNS(clientNS, &net.UDPAddr{IP: server.AsSlice(), Port: echoPort})
+	cli, err := netlab.DialUDP(clientNS, &net.UDPAddr{IP: server.AsSlice(), Port: echoPort})
 	if err != nil {
 		return Latency{}, fmt.Errorf("echo client: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/weft-dev/weft/netlab"
 )
 
 // WithUnderlayGSO returns the rows a run measures for modes under setting:
@@ -58,9 +60,9 @@ func underlayGSOOff(m Mode) Mode {
 	return m
 }
 
-// SetUnderlayGSO turns UDP segmentation offload on every host's underlay
+// setUnderlayGSO turns UDP segmentation offload on every host's underlay
 // interface on or off (ethtool -K), and checks that the device took it.
-func (t *Topology) SetUnderlayGSO(ctx context.Context, on bool) error {
+func setUnderlayGSO(ctx context.Context, t *netlab.Topology, on bool) error {
 	state := UnderlayGSOOff
 	if on {
 		state = UnderlayGSOOn

@@ -1,15 +1,15 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weft-dev/weft/netlab"
 )
 
 const iperfPort = 5201
@@ -20,7 +20,7 @@ const iperfSlack = 20 * time.Second
 
 // startIperfServer starts `iperf3 -s` bound to addr in ns and waits until it
 // listens.
-func startIperfServer(ctx context.Context, t *Topology, ns, dir string, addr netip.Addr) (*daemon, error) {
+func startIperfServer(ctx context.Context, t *netlab.Topology, ns, dir string, addr netip.Addr) (*daemon, error) {
 	d, err := startDaemon(ctx, t, ns, dir, "iperf3-server-"+ns, "iperf3", "-s", "-B", addr.String(), "-p", strconv.Itoa(iperfPort))
 	if err != nil {
 		return nil, err
@@ -31,7 +31,7 @@ func startIperfServer(ctx context.Context, t *Topology, ns, dir string, addr net
 		if ok, _ := d.exited(); ok {
 			return nil, fmt.Errorf("iperf3 -s exited at start%s", d.logTail())
 		}
-		if Listening(d.pid(), iperfPort) {
+		if netlab.Listening(d.pid(), iperfPort) {
 			return d, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -42,31 +42,10 @@ func startIperfServer(ctx context.Context, t *Topology, ns, dir string, addr net
 	}
 }
 
-// Listening reports whether the network namespace of process pid has a TCP
-// socket listening on port. Looking in /proc/PID/net/tcp, rather than
-// connecting, leaves no stray connection for iperf3 to complain about.
-func Listening(pid, port int) bool {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/net/tcp", pid))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	want := fmt.Sprintf(":%04X", port)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// "sl local_address rem_address st ...": st 0A is LISTEN.
-		fs := strings.Fields(sc.Text())
-		if len(fs) > 3 && strings.HasSuffix(fs[1], want) && fs[3] == "0A" {
-			return true
-		}
-	}
-	return false
-}
-
 // runIperf runs an iperf3 client in ns against server and returns its JSON.
 // A run the server refuses as busy (the previous test still closing) is
 // retried once.
-func runIperf(ctx context.Context, t *Topology, ns string, server netip.Addr, d time.Duration, extra ...string) ([]byte, error) {
+func runIperf(ctx context.Context, t *netlab.Topology, ns string, server netip.Addr, d time.Duration, extra ...string) ([]byte, error) {
 	secs := max(int(d.Round(time.Second)/time.Second), 1)
 	args := append([]string{"iperf3", "-c", server.String(), "-p", strconv.Itoa(iperfPort),
 		"-t", strconv.Itoa(secs), "--json"}, extra...)

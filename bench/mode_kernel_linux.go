@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+
+	"github.com/weft-dev/weft/netlab"
 )
 
 // The kernel modes: the references every userspace dataplane is compared
@@ -101,7 +103,7 @@ var vxlanMode = Mode{
 func vtepMAC(n int) string { return fmt.Sprintf("02:00:c0:00:02:%02x", n) }
 
 // podEndpoints points the traffic from the first host's pod to the second's.
-func podEndpoints(t *Topology, dp *Dataplane) {
+func podEndpoints(t *netlab.Topology, dp *Dataplane) {
 	a, b := t.Hosts[0], t.Hosts[1]
 	dp.ClientNS, dp.ServerNS, dp.ServerIP = a.PodNS, b.PodNS, b.PodIP
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/weft-dev/weft/netlab"
 )
 
 // Mode is one way of carrying pod traffic between hosts. Each is a table
@@ -42,7 +44,7 @@ type Mode struct {
 
 // Env is what a mode's setup may use.
 type Env struct {
-	Topo     *Topology
+	Topo     *netlab.Topology
 	Dir      string // scratch directory of the run: logs, sockets
 	Weftd    string // weftd binary
 	Flanneld string // flanneld binary; empty: flannel mode unavailable

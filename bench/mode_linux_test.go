@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/weft-dev/weft/netlab"
 )
 
 // fakeWeftd writes a script that prints usage like weftd's, listing flags.
@@ -114,7 +116,7 @@ func TestWeftdModes(t *testing.T) {
 	}
 	// The command line every weftd gets sets no forwarding flag, so that
 	// the weft mode runs with weftd's defaults.
-	topo := &Topology{Network: overlayNet, Hosts: []Host{newHost("x", 1), newHost("x", 2)}}
+	topo := planned(t, 2)
 	all := map[string]bool{"network": true, "peer": true, "control-socket": true, "subnet-file": true}
 	for _, a := range weftdArgs(&Env{Topo: topo, Dir: "/tmp/run"}, topo.Hosts[0], all) {
 		for _, f := range []string{"--workers", "--batch", "--offload", "--zero-copy"} {
@@ -206,7 +208,7 @@ func TestWithUnderlayGSO(t *testing.T) {
 }
 
 func TestWeftdArgs(t *testing.T) {
-	topo := &Topology{Network: overlayNet, Hosts: []Host{newHost("x", 1), newHost("x", 2), newHost("x", 3)}}
+	topo := planned(t, 3)
 	env := &Env{Topo: topo, Dir: "/tmp/run"}
 	tests := []struct {
 		name  string
@@ -244,4 +246,15 @@ func TestWeftdFlags(t *testing.T) {
 	if _, err := weftdFlags(context.Background(), fakeWeftd(t, "batch")); err == nil {
 		t.Error("a binary without static mode accepted")
 	}
+}
+
+// planned is a topology of n hosts as netlab would build it, not built: for
+// checks of what a mode derives from it.
+func planned(t *testing.T, n int) *netlab.Topology {
+	t.Helper()
+	topo, err := netlab.Plan(netlab.Config{Prefix: "x", Hosts: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
 }

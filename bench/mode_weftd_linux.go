@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/weft-dev/weft/netlab"
 )
 
 // weftTunMTU is what flannel's udp backend leaves for a pod's packet on a
@@ -86,7 +88,7 @@ func weftdEnviron(environ []string) []string {
 // in the run's directory, so that two weftds never share one and nothing
 // lands in the machine's /run; a weftd too old to have such a flag makes no
 // such file, so the flag is passed only when known lists it.
-func weftdArgs(env *Env, h Host, known map[string]bool) []string {
+func weftdArgs(env *Env, h netlab.Host, known map[string]bool) []string {
 	t := env.Topo
 	args := []string{
 		"--network", t.Network.String(),

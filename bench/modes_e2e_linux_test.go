@@ -2,23 +2,25 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/weft-dev/weft/internal/roottest"
+	"github.com/weft-dev/weft/netlab"
 )
 
 // TestKernelModes sets up each kernel mode, checks that traffic flows and
 // that Close leaves the topology as bare as it was.
 func TestKernelModes(t *testing.T) {
-	needRoot(t)
-	if err := CheckTools("ip", "ping", "bridge"); err != nil {
-		t.Fatal(err)
-	}
+	roottest.NeedRoot(t, "ip", "ping", "bridge")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, hosts := range []int{2, 3} {
-		topo, err := NewTopology(ctx, TopologyConfig{Prefix: testPrefix("k" + strconv.Itoa(hosts)), Hosts: hosts})
+		topo, err := netlab.New(ctx, netlab.Config{Prefix: testPrefix("k" + strconv.Itoa(hosts)), Hosts: hosts})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,68 +63,13 @@ func TestKernelModes(t *testing.T) {
 	}
 }
 
-// TestResidue checks that leftovers are found and scrubbed, and that the
-// bare topology has none.
-func TestResidue(t *testing.T) {
-	needRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	topo, err := NewTopology(ctx, TopologyConfig{Prefix: testPrefix("r"), Hosts: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer topo.Close()
-	if left, err := topo.Residue(ctx); err != nil || len(left) != 0 {
-		t.Fatalf("bare topology: %v, %v", left, err)
-	}
-	h := topo.Hosts[0]
-	for _, cmd := range [][]string{
-		{"ip", "-n", h.NS, "link", "add", "br9", "type", "bridge"},
-		{"ip", "-n", h.NS, "route", "add", "100.96.2.0/24", "via", "192.0.2.2"},
-		{"ip", "-n", h.PodNS, "route", "add", "198.51.100.0/24", "via", h.PodGateway.String()},
-	} {
-		if _, err := runCmd(ctx, cmd[0], cmd[1:]...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	left, err := topo.Residue(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, l := range left {
-		got = append(got, l.String())
-	}
-	want := []string{
-		h.NS + ": link br9",
-		h.NS + ": route 100.96.2.0/24 via 192.0.2.2 dev ul0",
-		h.PodNS + ": route 198.51.100.0/24 via 100.96.1.1 dev eth0",
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("residue\n got %q\nwant %q", got, want)
-	}
-	if err := topo.Scrub(ctx, left); err != nil {
-		t.Fatal(err)
-	}
-	if left, err := topo.Residue(ctx); err != nil || len(left) != 0 {
-		t.Errorf("after scrub: %v, %v", left, err)
-	}
-	// The pod's own default route survived the scrub.
-	if _, err := topo.Run(ctx, h.PodNS, "ping", "-c1", "-W2", h.PodGateway.String()); err != nil {
-		t.Errorf("pod lost its gateway: %v", err)
-	}
-}
-
 // TestSetUnderlayGSO turns the underlay's UDP segmentation off and on again
 // on a real veth, reading the state back as the harness does.
 func TestSetUnderlayGSO(t *testing.T) {
-	needRoot(t)
-	if err := CheckTools("ip", "ethtool"); err != nil {
-		t.Fatal(err)
-	}
+	roottest.NeedRoot(t, "ip", "ethtool")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	topo, err := NewTopology(ctx, TopologyConfig{Prefix: testPrefix("g"), Hosts: 2})
+	topo, err := netlab.New(ctx, netlab.Config{Prefix: testPrefix("g"), Hosts: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +93,17 @@ func TestSetUnderlayGSO(t *testing.T) {
 		t.Fatalf("a new veth's %s: %v, want on (the --underlay-gso on rows rely on it)", udpSegFeature, got)
 	}
 	for _, on := range []bool{false, true} {
-		if err := topo.SetUnderlayGSO(ctx, on); err != nil {
+		if err := setUnderlayGSO(ctx, topo, on); err != nil {
 			t.Fatal(err)
 		}
 		if got := state(); !slices.Equal(got, []bool{on, on}) {
-			t.Errorf("after SetUnderlayGSO(%v): %v", on, got)
+			t.Errorf("after setUnderlayGSO(%v): %v", on, got)
 		}
 	}
+}
+
+// testPrefix is unique per test process and per test, so parallel runs by
+// other engineers never collide.
+func testPrefix(tag string) string {
+	return fmt.Sprintf("wt%d%s", os.Getpid(), tag)
 }

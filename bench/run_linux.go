@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/weft-dev/weft/netlab"
 )
 
 // Options control a harness run.
@@ -41,7 +43,7 @@ const teardownTimeout = 30 * time.Second
 // Ctrl-C (ctx), a broken topology, or a mode that leaves state behind that
 // cannot be scrubbed.
 func Run(ctx context.Context, o Options) (*Results, error) {
-	if err := CheckRoot(); err != nil {
+	if err := netlab.CheckRoot(); err != nil {
 		return nil, err
 	}
 	if o.UnderlayGSO == "" {
@@ -50,7 +52,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if err := CheckUnderlayGSO(o.UnderlayGSO); err != nil {
 		return nil, err
 	}
-	if err := CheckTools(ToolsFor(o.UnderlayGSO)...); err != nil {
+	if err := netlab.CheckTools(ToolsFor(o.UnderlayGSO)...); err != nil {
 		return nil, err
 	}
 	if o.Rounds < 1 || o.Workload < time.Second {
@@ -74,7 +76,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 	switch o.UnderlayGSO {
 	case UnderlayGSOOff:
-		p.printf("underlay UDP segmentation (%s on %s) off for every mode", udpSegFeature, underlayDev)
+		p.printf("underlay UDP segmentation (%s on %s) off for every mode", udpSegFeature, netlab.UnderlayDev)
 	case UnderlayGSOBoth:
 		var twins []string
 		for _, m := range modes {
@@ -103,7 +105,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 
 	p.printf("building topology %s-* (2 hosts, 2 pods)", o.Prefix)
-	topo, err := NewTopology(ctx, TopologyConfig{Prefix: o.Prefix, Hosts: 2})
+	topo, err := netlab.New(ctx, netlab.Config{Prefix: o.Prefix, Hosts: 2})
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +154,7 @@ func runMode(ctx context.Context, env *Env, m Mode, round int, o Options, p prog
 	// row: each row says what it needs, so no row depends on the teardown
 	// of the one before.
 	if m.UnderlayGSO != "" {
-		if err := env.Topo.SetUnderlayGSO(ctx, m.UnderlayGSO == UnderlayGSOOn); err != nil {
+		if err := setUnderlayGSO(ctx, env.Topo, m.UnderlayGSO == UnderlayGSOOn); err != nil {
 			return rr, fmt.Errorf("underlay GSO: %w", err)
 		}
 	}
@@ -216,7 +218,7 @@ func runMode(ctx context.Context, env *Env, m Mode, round int, o Options, p prog
 
 // waitReady pings the server side from the client side until a reply comes,
 // a daemon dies, or readyTimeout passes.
-func waitReady(ctx context.Context, t *Topology, dp *Dataplane) error {
+func waitReady(ctx context.Context, t *netlab.Topology, dp *Dataplane) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	var last error

@@ -1,24 +1,5 @@
 package bench
 
-import (
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"sort"
-	"strings"
-)
-
-// debianPackage names the Debian package that ships each tool the harness
-// and the end-to-end tests run.
-var debianPackage = map[string]string{
-	"ip":      "iproute2",
-	"bridge":  "iproute2",
-	"ping":    "iputils-ping",
-	"iperf3":  "iperf3",
-	"ethtool": "ethtool",
-}
-
 // HarnessTools are the programs a full `weft bench` run needs (bridge sets
 // the VXLAN mode's static FDB).
 var HarnessTools = []string{"ip", "bridge", "ping", "iperf3"}
@@ -32,46 +13,4 @@ func ToolsFor(underlayGSO string) []string {
 		tools = append(tools, "ethtool")
 	}
 	return tools
-}
-
-// CheckTools reports which of the named programs are missing from PATH, with
-// the Debian command that installs them. With no names it checks
-// HarnessTools.
-func CheckTools(names ...string) error {
-	if len(names) == 0 {
-		names = HarnessTools
-	}
-	var missing []string
-	pkgs := map[string]bool{}
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			missing = append(missing, n)
-			if p, ok := debianPackage[n]; ok {
-				pkgs[p] = true
-			} else {
-				pkgs[n] = true
-			}
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	list := make([]string, 0, len(pkgs))
-	for p := range pkgs {
-		list = append(list, p)
-	}
-	sort.Strings(list)
-	return fmt.Errorf("missing %s: install with: apt-get install -y %s",
-		strings.Join(missing, ", "), strings.Join(list, " "))
-}
-
-// ErrNotRoot is returned by CheckRoot.
-var ErrNotRoot = errors.New("must run as root: network namespaces, veths and routes need CAP_NET_ADMIN and CAP_SYS_ADMIN")
-
-// CheckRoot fails unless the process runs as root.
-func CheckRoot() error {
-	if os.Geteuid() != 0 {
-		return ErrNotRoot
-	}
-	return nil
 }

@@ -2,7 +2,6 @@ package masq
 
 import (
 	"net/netip"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -11,20 +10,9 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netns"
-)
 
-// needRoot skips a test that needs CAP_NET_ADMIN when not root, except
-// under CI=true, where a skip would hide that nothing was tested.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (a network namespace and nftables), and CI=true forbids skipping it")
-	}
-	t.Skip("this test needs root (a network namespace and nftables); run as root, e.g. sudo make test")
-}
+	"github.com/weft-dev/weft/internal/roottest"
+)
 
 // newNetNS makes an unnamed network namespace for the test and returns its
 // fd; the namespace goes when the fd is closed at the end of the test. The
@@ -51,7 +39,7 @@ func newNetNS(t *testing.T) int {
 }
 
 func TestTableInNetNS(t *testing.T) {
-	needRoot(t)
+	roottest.NeedRoot(t)
 	fd := newNetNS(t)
 	conn, err := nftables.New(nftables.WithNetNSFd(fd))
 	if err != nil {

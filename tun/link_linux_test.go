@@ -18,6 +18,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-dev/weft/internal/roottest"
 )
 
 func TestConfigCheck(t *testing.T) {
@@ -55,22 +57,6 @@ func TestConfigCheck(t *testing.T) {
 				t.Fatal("Create accepted it")
 			}
 		})
-	}
-}
-
-// needRoot skips a test that needs root (network namespaces, TUN devices)
-// with a clear message, except under CI=true, where a skip would hide that
-// nothing was tested.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root (network namespaces, TUN devices), and CI=true forbids skipping it")
-		}
-		t.Skip("needs root (network namespaces, TUN devices); run as root, e.g. sudo go test ./tun/")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatal("this test needs ip from iproute2:", err)
 	}
 }
 
@@ -280,7 +266,7 @@ func sameForwarded(got, want []byte, id uint16) error {
 // the packets forwarded; then reads from the device a datagram, and a UDP
 // super-packet (UDP_SEGMENT), that a socket sends through it.
 func TestLinkInNetns(t *testing.T) {
-	needRoot(t)
+	roottest.NeedRoot(t, "ip")
 	modes := []struct {
 		name              string
 		offload, zeroCopy bool

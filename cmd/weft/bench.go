@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/bench"
+	"github.com/weft-dev/weft/netlab"
 )
 
 func init() {
@@ -145,10 +146,10 @@ func runBench(_ globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := bench.CheckRoot(); err != nil {
+	if err := netlab.CheckRoot(); err != nil {
 		return err
 	}
-	if err := bench.CheckTools(bench.ToolsFor(f.underlayGSO)...); err != nil {
+	if err := netlab.CheckTools(bench.ToolsFor(f.underlayGSO)...); err != nil {
 		return err
 	}
 	// Modes that cannot run here (no --flanneld, no weftd) are named now,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/bench"
+	"github.com/weft-dev/weft/internal/roottest"
 )
 
 func TestParseBenchFlags(t *testing.T) {
@@ -94,27 +95,11 @@ func TestBenchHelp(t *testing.T) {
 	}
 }
 
-// needRoot skips a test that needs root, except under CI, where a skipped
-// end-to-end test would hide that it never ran.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("needs root (network namespaces); CI=true, so not skipping")
-	}
-	t.Skip("needs root (network namespaces): run as root, e.g. sudo go test ./cmd/weft/")
-}
-
 // TestBenchEndToEnd is issue 4's end-to-end test: `weft bench --quick
 // --modes underlay,weft` with a weftd built from this tree, and every figure
 // of the results present and non-zero.
 func TestBenchEndToEnd(t *testing.T) {
-	needRoot(t)
-	if err := bench.CheckTools(); err != nil {
-		t.Fatal(err)
-	}
+	roottest.NeedRoot(t, bench.HarnessTools...)
 	weftd := buildWeftd(t)
 	out := t.TempDir()
 	prefix := fmt.Sprintf("wt%de", os.Getpid())
@@ -173,10 +158,7 @@ func TestBenchEndToEnd(t *testing.T) {
 // TCP figures, and the two lever-by-lever chains; the veths are left as
 // created, since the namespaces are gone.
 func TestBenchUnderlayGSOEndToEnd(t *testing.T) {
-	needRoot(t)
-	if err := bench.CheckTools(bench.ToolsFor(bench.UnderlayGSOBoth)...); err != nil {
-		t.Fatal(err)
-	}
+	roottest.NeedRoot(t, bench.ToolsFor(bench.UnderlayGSOBoth)...)
 	weftd := buildWeftd(t)
 	out := t.TempDir()
 	prefix := fmt.Sprintf("wt%dg", os.Getpid())

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/bench"
+	"github.com/weft-dev/weft/netlab"
 )
 
 func init() {
@@ -31,7 +32,7 @@ func init() {
 type demo struct {
 	out     io.Writer
 	weftd   string
-	topo    *bench.Topology
+	topo    *netlab.Topology
 	dir     string
 	daemons []*exec.Cmd
 	logs    []string
@@ -55,10 +56,10 @@ func runDemo(_ globals, args []string) error {
 	if *seconds < 1 || *seconds > 60 {
 		return fmt.Errorf("--seconds %d: want 1-60", *seconds)
 	}
-	if err := bench.CheckRoot(); err != nil {
+	if err := netlab.CheckRoot(); err != nil {
 		return err
 	}
-	if err := bench.CheckTools("ip", "ping", "iperf3"); err != nil {
+	if err := netlab.CheckTools("ip", "ping", "iperf3"); err != nil {
 		return err
 	}
 	if _, err := os.Stat(*weftd); err != nil {
@@ -85,7 +86,7 @@ func (d *demo) run(ctx context.Context, hosts int, traffic time.Duration) error 
 		return err
 	}
 	fmt.Fprintf(d.out, "Building %d hosts with a pod each in network namespaces (underlay 192.0.2.0/24, overlay 100.96.0.0/16)...\n", hosts)
-	d.topo, err = bench.NewTopology(ctx, bench.TopologyConfig{Prefix: fmt.Sprintf("weftdemo%d", os.Getpid()%100000), Hosts: hosts})
+	d.topo, err = netlab.New(ctx, netlab.Config{Prefix: fmt.Sprintf("weftdemo%d", os.Getpid()%100000), Hosts: hosts})
 	if err != nil {
 		return err
 	}
@@ -252,7 +253,7 @@ func (d *demo) pingMatrix(ctx context.Context) error {
 }
 
 // transfer measures TCP from a's pod to b's pod with iperf3.
-func (d *demo) transfer(ctx context.Context, a, b bench.Host, traffic time.Duration) error {
+func (d *demo) transfer(ctx context.Context, a, b netlab.Host, traffic time.Duration) error {
 	srv := d.topo.Command(context.WithoutCancel(ctx), b.PodNS, "iperf3", "-s", "-1", "-B", b.PodIP.String(), "-p", "5201")
 	if err := srv.Start(); err != nil {
 		return err

@@ -25,7 +25,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
-	"github.com/weft-dev/weft/bench"
+	"github.com/weft-dev/weft/netlab"
 )
 
 // authCerts are the PEM files authWriteCerts makes. The member mode of the
@@ -107,7 +107,7 @@ func authWriteCerts(t *testing.T, dir string, serverIP netip.Addr) authCerts {
 // authStartMember runs a single etcd member (the test binary in member
 // mode) in ns, serving clientURL with TLS from tlsDir and plainURL without.
 // It is stopped, by its PID, when the test ends.
-func authStartMember(t *testing.T, topo *bench.Topology, ns string, ip netip.Addr, clientURL, plainURL, tlsDir string) {
+func authStartMember(t *testing.T, topo *netlab.Topology, ns string, ip netip.Addr, clientURL, plainURL, tlsDir string) {
 	t.Helper()
 	peer := fmt.Sprintf("http://%s:2380", ip)
 	spec := fmt.Sprintf("m1 %s %s %s", filepath.Join(t.TempDir(), "etcd"), clientURL, peer)
@@ -185,7 +185,7 @@ type authRefusal struct {
 // show a warning or an error.
 // The returned func waits for the verdict; call it after the positive case
 // running meanwhile is done.
-func authRefused(t *testing.T, topo *bench.Topology, h bench.Host, port int, r authRefusal) (check func()) {
+func authRefused(t *testing.T, topo *netlab.Topology, h netlab.Host, port int, r authRefusal) (check func()) {
 	t.Helper()
 	args := append([]string{"--public-ip", h.UnderlayIP.String(),
 		"--subnet-file", filepath.Join(t.TempDir(), "subnet.env"),

@@ -16,13 +16,13 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
-	"github.com/weft-dev/weft/bench"
+	"github.com/weft-dev/weft/netlab"
 )
 
 // clusterArgs are weftd's flags for host n of topo in cluster mode: the
 // first host runs the embedded etcd on its underlay address, the others
 // point at it, as `weft demo` does.
-func clusterArgs(t *testing.T, topo *bench.Topology, n int, subnetFile string) []string {
+func clusterArgs(t *testing.T, topo *netlab.Topology, n int, subnetFile string) []string {
 	h := topo.Hosts[n]
 	etcdURL := "http://" + topo.Hosts[0].UnderlayIP.String() + ":2379"
 	args := []string{"--public-ip", h.UnderlayIP.String(), "--subnet-file", subnetFile, "--etcd-endpoints", etcdURL}
@@ -34,7 +34,7 @@ func clusterArgs(t *testing.T, topo *bench.Topology, n int, subnetFile string) [
 
 // seedSubnetFile writes what a host's previous run left, so that it asks for
 // the subnet its pod is addressed from, as flannel's testdata run did.
-func seedSubnetFile(t *testing.T, h bench.Host) string {
+func seedSubnetFile(t *testing.T, h netlab.Host) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), h.Name+"-subnet.env")
 	first := h.Subnet.Addr().Next()

@@ -21,24 +21,15 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"github.com/weft-dev/weft/bench"
+	"github.com/weft-dev/weft/internal/roottest"
+	"github.com/weft-dev/weft/netlab"
 )
 
-// End-to-end tests need root for network namespaces. They skip with a clear
-// message otherwise, except under CI=true, where a skip would hide that
-// nothing was tested.
+// needRoot is roottest.NeedRoot with the tools every end-to-end test here
+// runs.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		if err := bench.CheckTools("ip", "ping", "ethtool"); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("end-to-end test needs root, and CI=true forbids skipping it")
-	}
-	t.Skip("end-to-end test needs root (network namespaces); run as root, e.g. sudo make test")
+	roottest.NeedRoot(t, "ip", "ping", "ethtool")
 }
 
 var (
@@ -70,11 +61,11 @@ func buildWeftd(t *testing.T) string {
 
 // newTopology builds hosts with pods in namespaces named after this test
 // process, removed when the test ends, pass or fail.
-func newTopology(t *testing.T, tag string, hosts int) *bench.Topology {
+func newTopology(t *testing.T, tag string, hosts int) *netlab.Topology {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	topo, err := bench.NewTopology(ctx, bench.TopologyConfig{
+	topo, err := netlab.New(ctx, netlab.Config{
 		Prefix: fmt.Sprintf("w%s%d", tag, os.Getpid()%100000),
 		Hosts:  hosts,
 	})
@@ -105,7 +96,7 @@ type daemon struct {
 
 // startWeftd runs weftd in ns with args plus a metrics address; it is
 // stopped (SIGTERM, then SIGKILL) when the test ends.
-func startWeftd(t *testing.T, topo *bench.Topology, ns string, metricsPort int, args ...string) *daemon {
+func startWeftd(t *testing.T, topo *netlab.Topology, ns string, metricsPort int, args ...string) *daemon {
 	t.Helper()
 	bin := buildWeftd(t)
 	d := &daemon{t: t, ns: ns, metrics: "127.0.0.1:" + strconv.Itoa(metricsPort), done: make(chan struct{})}
@@ -259,7 +250,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() err
 }
 
 // ping pings dst from ns and returns ping's output.
-func ping(topo *bench.Topology, ns, dst string, count int) (string, error) {
+func ping(topo *netlab.Topology, ns, dst string, count int) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(count+5)*time.Second)
 	defer cancel()
 	out, err := topo.Run(ctx, ns, "ping", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "2", dst)

@@ -24,8 +24,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 
-	"github.com/weft-dev/weft/bench"
 	"github.com/weft-dev/weft/control"
+	"github.com/weft-dev/weft/netlab"
 )
 
 // Issue 7's fault tests: what weftd does when etcd goes away, when weftd
@@ -373,7 +373,7 @@ func TestFaultFlood(t *testing.T) {
 	if total < 100_000 {
 		t.Errorf("the flooder sent only %d datagrams in %v: no flood", total, floodFor)
 	}
-	for i, h := range []bench.Host{h2, h3} {
+	for i, h := range []netlab.Host{h2, h3} {
 		for r, n := range after.drops[i+1] {
 			if n != before.drops[i+1][r] {
 				t.Errorf("%s (not flooded) dropped %d for %s", h.Name, n-before.drops[i+1][r], r)
@@ -409,7 +409,7 @@ func TestFaultFlood(t *testing.T) {
 // it and start it again on the same data dir while the weftds run on.
 type faultEtcd struct {
 	t       *testing.T
-	topo    *bench.Topology
+	topo    *netlab.Topology
 	ns      string
 	url     string // client URL
 	env     []string
@@ -419,7 +419,7 @@ type faultEtcd struct {
 	done    chan struct{}
 }
 
-func faultStartEtcd(t *testing.T, topo *bench.Topology, h bench.Host) *faultEtcd {
+func faultStartEtcd(t *testing.T, topo *netlab.Topology, h netlab.Host) *faultEtcd {
 	t.Helper()
 	peer := fmt.Sprintf("http://%s:2380", h.UnderlayIP)
 	e := &faultEtcd{t: t, topo: topo, ns: h.NS, url: fmt.Sprintf("http://%s:2379", h.UnderlayIP),
@@ -514,7 +514,7 @@ func faultPutConfig(t *testing.T, ctx context.Context, cli *clientv3.Client) {
 
 // faultEtcdArgs are weftd's flags against an external etcd, renewing the
 // lease a minute after each grant or renewal.
-func faultEtcdArgs(h bench.Host, endpoint, subnetFile, sock string) []string {
+func faultEtcdArgs(h netlab.Host, endpoint, subnetFile, sock string) []string {
 	return []string{"--public-ip", h.UnderlayIP.String(), "--subnet-file", subnetFile, "--etcd-endpoints", endpoint,
 		"--subnet-lease-renew-margin", strconv.Itoa(int(faultRenewMargin / time.Minute)), "--control-socket", sock}
 }
@@ -524,7 +524,7 @@ func faultSubnetKey(subnet string) string {
 }
 
 // faultLeaseIDs returns the etcd lease each host's subnet key is attached to.
-func faultLeaseIDs(t *testing.T, ctx context.Context, cli *clientv3.Client, hosts []bench.Host) []int64 {
+func faultLeaseIDs(t *testing.T, ctx context.Context, cli *clientv3.Client, hosts []netlab.Host) []int64 {
 	t.Helper()
 	var ids []int64
 	for _, h := range hosts {
@@ -542,7 +542,7 @@ func faultLeaseIDs(t *testing.T, ctx context.Context, cli *clientv3.Client, host
 
 // faultWantRoutes is the table host me should have: every other host's
 // subnet plus extra.
-func faultWantRoutes(hosts []bench.Host, me bench.Host, extra ...string) []string {
+func faultWantRoutes(hosts []netlab.Host, me netlab.Host, extra ...string) []string {
 	var want []string
 	for _, h := range hosts {
 		if h.Name != me.Name {
@@ -575,7 +575,7 @@ func faultRoutesAre(sock string, want []string) error {
 }
 
 // faultMesh pings once between every ordered pair of hosts' pods.
-func faultMesh(topo *bench.Topology, hosts []bench.Host) error {
+func faultMesh(topo *netlab.Topology, hosts []netlab.Host) error {
 	for _, a := range hosts {
 		for _, b := range hosts {
 			if a.Name == b.Name {
@@ -638,7 +638,7 @@ type faultPing struct {
 
 // faultStartPing pings from one host's pod to another's, count times at
 // interval seconds, bounded by a context 20 s past the expected end.
-func faultStartPing(topo *bench.Topology, from, to bench.Host, count int, interval string) *faultPing {
+func faultStartPing(topo *netlab.Topology, from, to netlab.Host, count int, interval string) *faultPing {
 	p := &faultPing{what: from.PodIP.String() + " -> " + to.PodIP.String(), done: make(chan struct{})}
 	iv, _ := strconv.ParseFloat(interval, 64)
 	go func() {
@@ -675,7 +675,7 @@ type faultTimedPing struct {
 
 var faultReply = regexp.MustCompile(`^\[(\d+)\.(\d+)\] \d+ bytes from .*icmp_seq=(\d+)`)
 
-func faultStartTimedPing(t *testing.T, ctx context.Context, topo *bench.Topology, from, to bench.Host) *faultTimedPing {
+func faultStartTimedPing(t *testing.T, ctx context.Context, topo *netlab.Topology, from, to netlab.Host) *faultTimedPing {
 	t.Helper()
 	p := &faultTimedPing{replies: make(chan time.Time, 1024), done: make(chan struct{})}
 	p.cmd = topo.Command(ctx, from.PodNS, "ping", "-D", "-i", "0.05", "-W", "1", "-c", "800", to.PodIP.String())
@@ -764,7 +764,7 @@ var faultFlooderIP = netip.MustParseAddr("192.0.2.200")
 // faultNewFlooder adds the flooder's namespace to topo's underlay bridge and
 // prepares datagrams for target: from itself, and (raw) as if from
 // spoofAs, a peer of target, with inner sources in claim's subnet.
-func faultNewFlooder(t *testing.T, topo *bench.Topology, target, spoofAs, claim bench.Host) *faultFlooder {
+func faultNewFlooder(t *testing.T, topo *netlab.Topology, target, spoofAs, claim netlab.Host) *faultFlooder {
 	t.Helper()
 	if topo.BridgeNS == "" {
 		t.Fatal("flooder: the topology has no underlay bridge (3 hosts or more)")
@@ -842,7 +842,7 @@ func faultNewFlooder(t *testing.T, topo *bench.Topology, target, spoofAs, claim 
 
 // faultBadDatagrams builds the flood: kinds in turn, each built so that
 // exactly one of weft's checks refuses it, with random contents and sizes.
-func faultBadDatagrams(target, spoofAs, claim bench.Host) []faultDatagram {
+func faultBadDatagrams(target, spoofAs, claim netlab.Host) []faultDatagram {
 	rng := rand.New(rand.NewChaCha8([32]byte{'f', 'l', 'o', 'o', 'd'}))
 	random := func(min, max int) []byte {
 		b := make([]byte, min+rng.IntN(max-min+1))
@@ -851,7 +851,7 @@ func faultBadDatagrams(target, spoofAs, claim bench.Host) []faultDatagram {
 		}
 		return b
 	}
-	host := func(h bench.Host) netip.Addr { // a random address in h's subnet
+	host := func(h netlab.Host) netip.Addr { // a random address in h's subnet
 		a := h.Subnet.Addr().As4()
 		a[3] = byte(1 + rng.IntN(254))
 		return netip.AddrFrom4(a)
@@ -1001,7 +1001,7 @@ func (c faultCounters) kernelDrops() uint64 {
 	return c.vethFlooder + c.vethBridge + c.flUDP["SndbufErrors"] + c.flIP["OutDiscards"] + c.h1IP["InDiscards"] + c.h1UDP["InErrors"]
 }
 
-func faultSnapshot(t *testing.T, topo *bench.Topology, daemons []*daemon, f *faultFlooder) faultCounters {
+func faultSnapshot(t *testing.T, topo *netlab.Topology, daemons []*daemon, f *faultFlooder) faultCounters {
 	t.Helper()
 	var c faultCounters
 	for i, d := range daemons {

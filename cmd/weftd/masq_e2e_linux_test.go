@@ -14,8 +14,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
 
-	"github.com/weft-dev/weft/bench"
 	"github.com/weft-dev/weft/masq"
+	"github.com/weft-dev/weft/netlab"
 )
 
 // TestMasqStatic is issue 7's --ip-masq end to end: host 1 runs weftd with
@@ -26,7 +26,7 @@ func TestMasqStatic(t *testing.T) {
 	needRoot(t)
 	topo := newTopology(t, "mq", 2)
 	h1, h2 := topo.Hosts[0], topo.Hosts[1]
-	static := func(me, peer bench.Host) []string {
+	static := func(me, peer netlab.Host) []string {
 		return []string{
 			"--network", topo.Network.String(),
 			"--subnet", me.Subnet.String(),

@@ -21,8 +21,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/weft-dev/weft/bench"
 	"github.com/weft-dev/weft/control"
+	"github.com/weft-dev/weft/netlab"
 )
 
 // TestObservability is issue 6's end-to-end test: two hosts in static
@@ -123,7 +123,7 @@ func TestObservability(t *testing.T) {
 		for _, c := range []struct {
 			name           string
 			seen           []dumped
-			from, to       bench.Host
+			from, to       netlab.Host
 			outSrc, outDst netip.Addr
 		}{
 			{"request", req, h1, h2, h1.UnderlayIP, h2.UnderlayIP},
@@ -319,7 +319,7 @@ func TestObservability(t *testing.T) {
 	})
 }
 
-func staticFlags(topo *bench.Topology, me, peer bench.Host) []string {
+func staticFlags(topo *netlab.Topology, me, peer netlab.Host) []string {
 	return []string{
 		"--network", topo.Network.String(),
 		"--subnet", me.Subnet.String(),
@@ -588,7 +588,7 @@ func stripReading(s string) string {
 
 // udpBurst sends n datagrams of 1400 bytes from the first pod to the
 // second's discard port; they need not arrive.
-func udpBurst(t *testing.T, from, to bench.Host, n int) {
+func udpBurst(t *testing.T, from, to netlab.Host, n int) {
 	t.Helper()
 	err := inNS(from.PodNS, func() error {
 		c, err := net.Dial("udp4", to.PodIP.String()+":9")

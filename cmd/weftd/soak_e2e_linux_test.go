@@ -14,7 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/weft-dev/weft/bench"
+	"github.com/weft-dev/weft/netlab"
 )
 
 // soakCommand is how to run the soak; `make soak` runs it.
@@ -34,7 +34,7 @@ func TestSoak(t *testing.T) {
 		t.Skip("soak test, opt-in: run it with make soak (" + soakCommand + "); WEFT_SOAK_DURATION sets its length, default 10m")
 	}
 	needRoot(t)
-	if err := bench.CheckTools("iperf3"); err != nil {
+	if err := netlab.CheckTools("iperf3"); err != nil {
 		t.Fatal(err)
 	}
 	duration := 10 * time.Minute
@@ -269,7 +269,7 @@ type soakPings struct {
 	tx, rx int
 }
 
-func (p *soakPings) run(ctx context.Context, topo *bench.Topology, from, to bench.Host, end time.Time) {
+func (p *soakPings) run(ctx context.Context, topo *netlab.Topology, from, to netlab.Host, end time.Time) {
 	for ctx.Err() == nil {
 		n := min(150, int(time.Until(end)/(200*time.Millisecond)))
 		if n < 5 {
@@ -291,7 +291,7 @@ type soakIperf struct {
 	failed              []string
 }
 
-func (r *soakIperf) run(ctx context.Context, topo *bench.Topology, end time.Time) {
+func (r *soakIperf) run(ctx context.Context, topo *netlab.Topology, end time.Time) {
 	hosts := topo.Hosts
 	for k := 0; time.Until(end) > 15*time.Second && ctx.Err() == nil; k++ {
 		from, to := hosts[k/2%len(hosts)], hosts[(k/2+1)%len(hosts)]
@@ -331,7 +331,7 @@ func (r *soakIperf) run(ctx context.Context, topo *bench.Topology, end time.Time
 
 // soakIperfServer runs `iperf3 -s` on the pod's address until the test
 // ends, and waits until it listens.
-func soakIperfServer(t *testing.T, topo *bench.Topology, h bench.Host) {
+func soakIperfServer(t *testing.T, topo *netlab.Topology, h netlab.Host) {
 	t.Helper()
 	cmd := topo.Command(context.Background(), h.PodNS, "iperf3", "-s", "-B", h.PodIP.String(), "-p", "5201")
 	done := startLogged(t, cmd, "iperf3 -s in "+h.PodNS)
@@ -341,7 +341,7 @@ func soakIperfServer(t *testing.T, topo *bench.Topology, h bench.Host) {
 			return errors.New("iperf3 -s exited")
 		default:
 		}
-		if !bench.Listening(cmd.Process.Pid, 5201) {
+		if !netlab.Listening(cmd.Process.Pid, 5201) {
 			return fmt.Errorf("not listening on %d yet", 5201)
 		}
 		return nil
@@ -356,7 +356,7 @@ type soakCount struct {
 
 // soakKernelDrops reads the kernel's drop counters along the path of host
 // h's packets: its pod, the TUN device, weftd's sockets, the underlay.
-func soakKernelDrops(t *testing.T, topo *bench.Topology, h bench.Host) []soakCount {
+func soakKernelDrops(t *testing.T, topo *netlab.Topology, h netlab.Host) []soakCount {
 	t.Helper()
 	var c []soakCount
 	link := func(where, dev string, tx bool) error {

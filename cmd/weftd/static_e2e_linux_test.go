@@ -25,7 +25,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/vishvananda/netlink"
 
-	"github.com/weft-dev/weft/bench"
+	"github.com/weft-dev/weft/netlab"
 )
 
 // TestStaticTwoHosts is issue 2's end-to-end test: two hosts on an underlay
@@ -34,7 +34,7 @@ func TestStaticTwoHosts(t *testing.T) {
 	needRoot(t)
 	topo := newTopology(t, "st", 2)
 	h1, h2 := topo.Hosts[0], topo.Hosts[1]
-	static := func(me, peer bench.Host) []string {
+	static := func(me, peer netlab.Host) []string {
 		return []string{
 			"--network", topo.Network.String(),
 			"--subnet", me.Subnet.String(),
@@ -82,7 +82,7 @@ func TestStaticTwoHosts(t *testing.T) {
 	})
 
 	t.Run("ping both ways", func(t *testing.T) {
-		for _, c := range []struct{ from, to bench.Host }{{h1, h2}, {h2, h1}} {
+		for _, c := range []struct{ from, to netlab.Host }{{h1, h2}, {h2, h1}} {
 			out, err := ping(topo, c.from.PodNS, c.to.PodIP.String(), 3)
 			if err != nil || !strings.Contains(out, " 0% packet loss") {
 				t.Errorf("ping %v -> %v: %v\n%s", c.from.PodIP, c.to.PodIP, err, out)
@@ -110,7 +110,7 @@ func TestStaticTwoHosts(t *testing.T) {
 		// weftd's super-datagrams before the kernel cuts them: turn it off
 		// on both ends, as on a NIC that cannot segment UDP, so the capture
 		// shows what a wire would carry.
-		for _, h := range []bench.Host{h1, h2} {
+		for _, h := range []netlab.Host{h1, h2} {
 			if out, err := topo.Run(context.Background(), h.NS, "ethtool", "-K", h.UnderlayDev, "tx-udp-segmentation", "off"); err != nil {
 				t.Fatalf("ethtool: %v\n%s", err, out)
 			}
@@ -303,7 +303,7 @@ func TestStaticTwoHosts(t *testing.T) {
 
 // tcpTransfer sends n pseudo-random bytes from the first pod to the second
 // over TCP and returns the SHA-256 of what was sent and of what arrived.
-func tcpTransfer(t *testing.T, from, to bench.Host, n int64) (sent, got [32]byte) {
+func tcpTransfer(t *testing.T, from, to netlab.Host, n int64) (sent, got [32]byte) {
 	t.Helper()
 	var ln net.Listener
 	if err := inNS(to.PodNS, func() (err error) {
@@ -492,7 +492,7 @@ type udpProbe struct {
 	got  chan string
 }
 
-func newUDPProbe(t *testing.T, h bench.Host) *udpProbe {
+func newUDPProbe(t *testing.T, h netlab.Host) *udpProbe {
 	t.Helper()
 	p := &udpProbe{got: make(chan string, 16)}
 	if err := inNS(h.PodNS, func() (err error) {

@@ -1,4 +1,4 @@
-package bench
+package netlab
 
 import (
 	"fmt"
@@ -40,11 +40,11 @@ func inNetNS(ns string, fn func() error) error {
 	return fn()
 }
 
-// listenUDPInNS opens a UDP socket in namespace ns. A socket belongs for
-// life to the namespace it was created in, so once made it can be used from
-// any goroutine; this lets the harness run latency endpoints in-process
-// instead of starting helper processes.
-func listenUDPInNS(ns string, laddr *net.UDPAddr) (*net.UDPConn, error) {
+// ListenUDP opens a UDP socket in namespace ns. A socket belongs for life to
+// the namespace it was created in, so once made it can be used from any
+// goroutine; this lets a caller run traffic endpoints in-process instead of
+// starting helper processes.
+func ListenUDP(ns string, laddr *net.UDPAddr) (*net.UDPConn, error) {
 	var conn *net.UDPConn
 	err := onThreadInNS(ns, func() error {
 		var err error
@@ -54,8 +54,8 @@ func listenUDPInNS(ns string, laddr *net.UDPAddr) (*net.UDPConn, error) {
 	return conn, err
 }
 
-// dialUDPInNS opens a UDP socket in namespace ns connected to raddr.
-func dialUDPInNS(ns string, raddr *net.UDPAddr) (*net.UDPConn, error) {
+// DialUDP opens a UDP socket in namespace ns connected to raddr.
+func DialUDP(ns string, raddr *net.UDPAddr) (*net.UDPConn, error) {
 	var conn *net.UDPConn
 	err := onThreadInNS(ns, func() error {
 		var err error

@@ -1,4 +1,4 @@
-package bench
+package netlab
 
 import (
 	"context"
@@ -7,20 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// needRoot skips a test that needs root, except under CI, where a skipped
-// end-to-end test would hide that it never ran.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("needs root (network namespaces); CI=true, so not skipping")
-	}
-	t.Skip("needs root (network namespaces): run as root, e.g. sudo go test ./bench/")
-}
+	"github.com/weft-dev/weft/internal/roottest"
+)
 
 // testPrefix is unique per test process and per test, so parallel runs by
 // other engineers never collide.
@@ -66,8 +55,8 @@ func TestNewHostAddresses(t *testing.T) {
 	}
 }
 
-func TestNewTopologyRejectsBadConfig(t *testing.T) {
-	tests := []TopologyConfig{
+func TestPlanRejectsBadConfig(t *testing.T) {
+	tests := []Config{
 		{Prefix: "", Hosts: 2},
 		{Prefix: "a/b", Hosts: 2},
 		{Prefix: "ok", Hosts: 1},
@@ -75,7 +64,7 @@ func TestNewTopologyRejectsBadConfig(t *testing.T) {
 		{Prefix: "ok", Hosts: 2, UnderlayMTU: 100},
 	}
 	for _, cfg := range tests {
-		if _, err := NewTopology(context.Background(), cfg); err == nil {
+		if _, err := Plan(cfg); err == nil {
 			t.Errorf("%+v: no error", cfg)
 		}
 	}
@@ -94,19 +83,23 @@ func TestCheckTools(t *testing.T) {
 	if err := CheckTools("sh"); err != nil {
 		t.Errorf("sh: %v", err)
 	}
+	// Every tool the lab's users run has its package named.
+	for tool, pkg := range map[string]string{"ip": "iproute2", "bridge": "iproute2",
+		"ping": "iputils-ping", "iperf3": "iperf3", "ethtool": "ethtool"} {
+		if got := debianPackage[tool]; got != pkg {
+			t.Errorf("%s: package %q, want %q", tool, got, pkg)
+		}
+	}
 }
 
 func TestTopology(t *testing.T) {
-	needRoot(t)
-	if err := CheckTools("ip", "ping"); err != nil {
-		t.Fatal(err)
-	}
+	roottest.NeedRoot(t, "ip", "ping")
 	for _, hosts := range []int{2, 3} {
 		t.Run(fmt.Sprintf("hosts=%d", hosts), func(t *testing.T) {
 			prefix := testPrefix(fmt.Sprintf("t%d", hosts))
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			topo, err := NewTopology(ctx, TopologyConfig{Prefix: prefix, Hosts: hosts})
+			topo, err := New(ctx, Config{Prefix: prefix, Hosts: hosts})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +157,7 @@ func TestTopology(t *testing.T) {
 // TestTopologyCollision checks that a taken name fails the build and that the
 // cleanup leaves the other owner's namespace alone.
 func TestTopologyCollision(t *testing.T) {
-	needRoot(t)
+	roottest.NeedRoot(t, "ip")
 	prefix := testPrefix("c")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -173,7 +166,7 @@ func TestTopologyCollision(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer runCmd(context.Background(), "ip", "netns", "del", theirs)
-	if _, err := NewTopology(ctx, TopologyConfig{Prefix: prefix, Hosts: 2}); err == nil {
+	if _, err := New(ctx, Config{Prefix: prefix, Hosts: 2}); err == nil {
 		t.Fatal("no error for a taken namespace name")
 	}
 	if got := listNS(t, prefix); len(got) != 1 || got[0] != theirs {

@@ -1,4 +1,4 @@
-package bench
+package netlab
 
 import (
 	"context"
@@ -39,7 +39,7 @@ func (t *Topology) Residue(ctx context.Context) ([]Leftover, error) {
 					out = append(out, Leftover{ns.name, "link", l})
 				}
 			}
-			routes, err := runCmd(ctx, "ip", "-n", ns.name, "-4", "route", "show")
+			routes, err := stdoutOf(ctx, "ip", "-n", ns.name, "-4", "route", "show")
 			if err != nil {
 				return nil, err
 			}
@@ -81,9 +81,14 @@ func (t *Topology) Scrub(ctx context.Context, left []Leftover) error {
 	return nil
 }
 
-// linkNames lists the interface names in ns.
+// linkNames lists the interface names in ns. It reads stdout alone: while
+// it prints a veth, ip looks up which named namespace holds the peer, and
+// when any namespace on the machine is being added or deleted meanwhile (a
+// topology's own Close, another test's) that lookup prints "Error: Peer
+// netns reference is invalid." on stderr, which mixed into the listing read
+// as a link named "Peer".
 func linkNames(ctx context.Context, ns string) ([]string, error) {
-	out, err := runCmd(ctx, "ip", "-n", ns, "-o", "link", "show")
+	out, err := stdoutOf(ctx, "ip", "-n", ns, "-o", "link", "show")
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,10 @@
-// Package bench measures overlay dataplanes side by side: it builds hosts and
-// pods in network namespaces, runs traffic between them through each mode,
-// and reports throughput, packet rate, latency and CPU cost.
-package bench
+// Package netlab builds a small network in network namespaces: hosts on one
+// underlay, each with a pod behind it. The benchmark harness, the end-to-end
+// tests and `weft demo` run their dataplanes on it. It holds only what every
+// user shares (namespaces, veths, the underlay bridge, addresses, commands
+// in a namespace, and the check that nothing was left behind); the overlay
+// is always the user's to add and remove.
+package netlab
 
 import (
 	"context"
@@ -27,7 +30,7 @@ var (
 // Interface names inside the namespaces. They are the same in every host,
 // which is possible because each lives in its own namespace.
 const (
-	underlayDev = "ul0"  // the host's underlay interface
+	UnderlayDev = "ul0"  // the host's underlay interface
 	hostPodDev  = "pod0" // the host side of the pod veth
 	podDev      = "eth0" // the pod side of the pod veth
 	bridgeDev   = "br0"  // the underlay bridge in <prefix>-ul (3 or more hosts)
@@ -36,8 +39,8 @@ const (
 // maxHosts keeps 192.0.2.N and 100.96.N.0/24 valid for every host.
 const maxHosts = 253
 
-// TopologyConfig says what NewTopology builds.
-type TopologyConfig struct {
+// Config says what New builds.
+type Config struct {
 	// Prefix starts every namespace name: <prefix>-h1, <prefix>-p1, <prefix>-ul.
 	// It must be unique per run so that parallel runs never collide.
 	Prefix string
@@ -62,10 +65,11 @@ type Host struct {
 }
 
 // Topology is a set of hosts on one underlay, each with one pod. It holds only
-// the underlay, the pod veths and their connected routes: every mode adds its
-// own overlay routes and devices and removes them again.
+// the underlay, the pod veths and their connected routes: whoever runs an
+// overlay on it (a bench mode, a test's daemons) adds its own routes and
+// devices and removes them again.
 type Topology struct {
-	Config   TopologyConfig
+	Config   Config
 	Hosts    []Host
 	Network  netip.Prefix // 100.96.0.0/16, the overlay
 	Underlay netip.Prefix // 192.0.2.0/24
@@ -79,10 +83,27 @@ type Topology struct {
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
 
-// NewTopology builds the namespaces, links and addresses cfg asks for. On
-// error it removes whatever it had made. It never touches a namespace it did
-// not create: a name that already exists is an error.
-func NewTopology(ctx context.Context, cfg TopologyConfig) (*Topology, error) {
+// New builds the namespaces, links and addresses cfg asks for. On error it
+// removes whatever it had made. It never touches a namespace it did not
+// create: a name that already exists is an error.
+func New(ctx context.Context, cfg Config) (*Topology, error) {
+	t, err := Plan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.build(ctx); err != nil {
+		if cerr := t.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return nil, fmt.Errorf("topology %s: %w", t.Config.Prefix, err)
+	}
+	return t, nil
+}
+
+// Plan checks cfg and returns the topology New would build, with its names
+// and addresses, without creating anything: for code that derives routes or
+// flags from a topology and tests of it that need no root.
+func Plan(cfg Config) (*Topology, error) {
 	if cfg.UnderlayMTU == 0 {
 		cfg.UnderlayMTU = 1500
 	}
@@ -98,12 +119,6 @@ func NewTopology(ctx context.Context, cfg TopologyConfig) (*Topology, error) {
 	t := &Topology{Config: cfg, Network: overlayNet, Underlay: underlayNet}
 	for i := 1; i <= cfg.Hosts; i++ {
 		t.Hosts = append(t.Hosts, newHost(cfg.Prefix, i))
-	}
-	if err := t.build(ctx); err != nil {
-		if cerr := t.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-		return nil, fmt.Errorf("topology %s: %w", cfg.Prefix, err)
 	}
 	return t, nil
 }
@@ -121,7 +136,7 @@ func newHost(prefix string, n int) Host {
 		Name:        name,
 		NS:          prefix + "-" + name,
 		UnderlayIP:  netip.AddrFrom4(ul),
-		UnderlayDev: underlayDev,
+		UnderlayDev: UnderlayDev,
 		Subnet:      netip.PrefixFrom(netip.AddrFrom4(sub), 24),
 		PodNS:       prefix + "-p" + strconv.Itoa(n),
 		PodIP:       netip.AddrFrom4(pod),
@@ -182,8 +197,8 @@ func (t *Topology) buildUnderlay(ctx context.Context) error {
 	mtu := strconv.Itoa(t.Config.UnderlayMTU)
 	if len(t.Hosts) == 2 {
 		a, b := t.Hosts[0], t.Hosts[1]
-		if _, err := runCmd(ctx, "ip", "-n", a.NS, "link", "add", underlayDev, "mtu", mtu,
-			"type", "veth", "peer", "name", underlayDev, "netns", b.NS, "mtu", mtu); err != nil {
+		if _, err := runCmd(ctx, "ip", "-n", a.NS, "link", "add", UnderlayDev, "mtu", mtu,
+			"type", "veth", "peer", "name", UnderlayDev, "netns", b.NS, "mtu", mtu); err != nil {
 			return err
 		}
 	} else {
@@ -200,7 +215,7 @@ func (t *Topology) buildUnderlay(ctx context.Context) error {
 		}
 		for _, h := range t.Hosts {
 			if _, err := runCmd(ctx, "ip", "-n", br, "link", "add", h.Name, "mtu", mtu,
-				"type", "veth", "peer", "name", underlayDev, "netns", h.NS, "mtu", mtu); err != nil {
+				"type", "veth", "peer", "name", UnderlayDev, "netns", h.NS, "mtu", mtu); err != nil {
 				return err
 			}
 			if _, err := runCmd(ctx, "ip", "-n", br, "link", "set", h.Name, "master", bridgeDev, "up"); err != nil {
@@ -210,10 +225,10 @@ func (t *Topology) buildUnderlay(ctx context.Context) error {
 	}
 	for _, h := range t.Hosts {
 		addr := netip.PrefixFrom(h.UnderlayIP, underlayNet.Bits()).String()
-		if _, err := runCmd(ctx, "ip", "-n", h.NS, "addr", "add", addr, "dev", underlayDev); err != nil {
+		if _, err := runCmd(ctx, "ip", "-n", h.NS, "addr", "add", addr, "dev", UnderlayDev); err != nil {
 			return err
 		}
-		if _, err := runCmd(ctx, "ip", "-n", h.NS, "link", "set", underlayDev, "up"); err != nil {
+		if _, err := runCmd(ctx, "ip", "-n", h.NS, "link", "set", UnderlayDev, "up"); err != nil {
 			return err
 		}
 	}
@@ -264,7 +279,7 @@ func (t *Topology) Namespaces() []string {
 
 // Close removes every namespace the topology made; the veths and the bridge
 // go with them. It is idempotent and safe to call from a signal handler's
-// goroutine while Run is in flight. Processes still running inside a
+// goroutine while the topology is in use. Processes still running inside a
 // namespace keep it alive after its name is gone, so callers stop their
 // processes first.
 func (t *Topology) Close() error {
@@ -304,26 +319,4 @@ func (t *Topology) Command(ctx context.Context, ns string, args ...string) *exec
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
-}
-
-// runCmd runs one command and returns its combined output; the error names
-// the command and carries the output.
-func runCmd(ctx context.Context, name string, args ...string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("%s %v: %w: %s", name, args, err, trimOutput(out))
-	}
-	return out, nil
-}
-
-// trimOutput keeps an error message readable when a tool prints a lot.
-func trimOutput(b []byte) string {
-	const max = 2048
-	if len(b) > max {
-		b = append(b[:max:max], "..."...)
-	}
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return string(b)
 }
