@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -216,13 +218,19 @@ func TestDatapathPathMTU(t *testing.T) {
 // table it must answer nothing: no "Destination Net Unreachable" reaches
 // the pod, and every connect started across the restart succeeds. The
 // pings lost and the longest stall of the stream are printed.
+//
+// It restarts twice: with etcd near, and with etcd 150 ms away (a proxy
+// holds each request that long), so that the time from opening the device
+// to the first list is long enough for pings and connects to fall into it
+// every time.
 func TestDatapathRestartKeepDevice(t *testing.T) {
 	needRoot(t)
 	topo := newTopology(t, "dr", 2)
 	h1, h2 := topo.Hosts[0], topo.Hosts[1]
 	f1, f2 := seedSubnetFile(t, h1), seedSubnetFile(t, h2)
 	startWeftd(t, topo, h1.NS, 19465, clusterArgs(t, topo, 0, f1)...)
-	args2 := append(clusterArgs(t, topo, 1, f2), "--keep-device")
+	proxy := startDelayProxy(t, h2.NS, "127.0.0.1:23790", h1.UnderlayIP.String()+":2379")
+	args2 := []string{"--public-ip", h2.UnderlayIP.String(), "--subnet-file", f2, "--etcd-endpoints", "http://127.0.0.1:23790", "--keep-device"}
 	d2 := startWeftd(t, topo, h2.NS, 19465, args2...)
 	eventually(t, 30*time.Second, "pods reach each other", func() error { return faultMesh(topo, topo.Hosts) })
 
@@ -248,67 +256,138 @@ func TestDatapathRestartKeepDevice(t *testing.T) {
 			c.Close()
 		}
 	}()
-	const runFor = 12 * time.Second
-	recv := startStreamReceiver(stream, runFor+30*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), runFor+30*time.Second)
-	defer cancel()
-	var conn net.Conn
-	if err := inNS(h2.PodNS, func() (err error) {
-		conn, err = net.DialTimeout("tcp", h1.PodIP.String()+":5003", 5*time.Second)
+
+	for _, delay := range []time.Duration{0, 150 * time.Millisecond} {
+		proxy.delay.Store(int64(delay))
+		what := fmt.Sprintf("etcd requests held %v", delay)
+		const runFor = 10 * time.Second
+		recv := startStreamReceiver(stream, runFor+30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), runFor+30*time.Second)
+		var conn net.Conn
+		if err := inNS(h2.PodNS, func() (err error) {
+			conn, err = net.DialTimeout("tcp", h1.PodIP.String()+":5003", 5*time.Second)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan int64, 1)
+		go func() { sent <- pacedSend(conn, 200e6, runFor) }()
+		pingOut := make(chan string, 1)
+		go func() {
+			out, _ := topo.Run(ctx, h2.PodNS, "ping", "-i", "0.02", "-W", "1", "-c", strconv.Itoa(int(runFor/(20*time.Millisecond))), h1.PodIP.String())
+			pingOut <- string(out)
+		}()
+
+		time.Sleep(2 * time.Second)
+		var connects connectTally
+		stopConnects := make(chan struct{})
+		connectsDone := connects.run(h2.PodNS, h1.PodIP.String()+":5002", 20*time.Millisecond, stopConnects)
+		time.Sleep(200 * time.Millisecond)
+		stopping := time.Now()
+		if err := d2.stop(10 * time.Second); err != nil {
+			t.Fatalf("weftd exit: %v", err)
+		}
+		stopped := time.Now()
+		d2 = startWeftd(t, topo, h2.NS, 19465, args2...)
+		time.Sleep(3 * time.Second)
+		close(stopConnects)
+		<-connectsDone
+
+		out := <-pingOut
+		cancel()
+		tx, rx := 0, 0
+		if m := faultPingSummary.FindStringSubmatch(out); m != nil {
+			tx, _ = strconv.Atoi(m[1])
+			rx, _ = strconv.Atoi(m[2])
+		}
+		unreachable := strings.Count(out, "Unreachable")
+		wrote := <-sent
+		conn.Close()
+		got, stall, stallAt := recv.wait()
+		t.Logf("%s: weftd on h2 stopped in %v (SIGTERM, --keep-device), started again; its log: lease held at +%v, forwarding at +%v",
+			what, stopped.Sub(stopping).Round(time.Millisecond),
+			faultLogAge(d2.log, "subnet lease held", stopped).Round(time.Millisecond),
+			faultLogAge(d2.log, "msg=forwarding", stopped).Round(time.Millisecond))
+		t.Logf("%s: pings every 20 ms from pod 2: %d sent, %d answered, %d lost, %d Destination Unreachable", what, tx, rx, tx-rx, unreachable)
+		t.Logf("%s: TCP stream pod 2 -> pod 1 at ~200 Mbit/s: %d bytes written, %d received; longest stall %v (from %v after the stop began)",
+			what, wrote, got, stall.Round(time.Millisecond), stallAt.Sub(stopping).Round(time.Millisecond))
+		t.Logf("%s: connects started every 20 ms across the restart: %d, %d succeeded, failures: %v", what, connects.started, connects.ok, connects.errs)
+		if unreachable != 0 {
+			t.Errorf("%s: the pod got %d Destination Unreachable answers across the restart:\n%s", what, unreachable, grepLines(out, "Unreachable", 5))
+		}
+		if connects.started == 0 || connects.ok != connects.started {
+			t.Errorf("%s: %d of %d connects started across the restart failed: %v", what, connects.started-connects.ok, connects.started, connects.errs)
+		}
+		if tx == 0 || rx == 0 {
+			t.Errorf("%s: ping: %d sent, %d answered\n%s", what, tx, rx, tail(out, 3))
+		}
+	}
+}
+
+// delayProxy forwards TCP connections from a listener in one namespace to
+// an address reached from it, holding each chunk a client sends for delay
+// first: a far-away etcd.
+type delayProxy struct {
+	delay atomic.Int64 // nanoseconds
+}
+
+func startDelayProxy(t *testing.T, ns, listen, upstream string) *delayProxy {
+	t.Helper()
+	p := &delayProxy{}
+	var ln net.Listener
+	if err := inNS(ns, func() (err error) {
+		ln, err = net.Listen("tcp", listen)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	sent := make(chan int64, 1)
-	go func() { sent <- pacedSend(conn, 200e6, runFor) }()
-	pingOut := make(chan string, 1)
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
 	go func() {
-		out, _ := topo.Run(ctx, h2.PodNS, "ping", "-i", "0.02", "-W", "1", "-c", strconv.Itoa(int(runFor/(20*time.Millisecond))), h1.PodIP.String())
-		pingOut <- string(out)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			var up net.Conn
+			if err := inNS(ns, func() (err error) {
+				up, err = net.DialTimeout("tcp", upstream, 5*time.Second)
+				return err
+			}); err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			go func() { io.Copy(c, up); c.Close() }()
+			go func() {
+				defer up.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						time.Sleep(time.Duration(p.delay.Load()))
+						if _, werr := up.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
 	}()
-
-	time.Sleep(2 * time.Second)
-	var connects connectTally
-	stopConnects := make(chan struct{})
-	connectsDone := connects.run(h2.PodNS, h1.PodIP.String()+":5002", 20*time.Millisecond, stopConnects)
-	time.Sleep(200 * time.Millisecond)
-	stopping := time.Now()
-	if err := d2.stop(10 * time.Second); err != nil {
-		t.Fatalf("weftd exit: %v", err)
-	}
-	stopped := time.Now()
-	d2 = startWeftd(t, topo, h2.NS, 19465, args2...)
-	time.Sleep(3 * time.Second)
-	close(stopConnects)
-	<-connectsDone
-
-	out := <-pingOut
-	tx, rx := 0, 0
-	if m := faultPingSummary.FindStringSubmatch(out); m != nil {
-		tx, _ = strconv.Atoi(m[1])
-		rx, _ = strconv.Atoi(m[2])
-	}
-	unreachable := strings.Count(out, "Unreachable")
-	wrote := <-sent
-	conn.Close()
-	got, stall, stallAt := recv.wait()
-	t.Logf("weftd on h2 stopped in %v (SIGTERM, --keep-device), started again; its log: lease held at +%v, forwarding at +%v",
-		stopped.Sub(stopping).Round(time.Millisecond),
-		faultLogAge(d2.log, "subnet lease held", stopped).Round(time.Millisecond),
-		faultLogAge(d2.log, "msg=forwarding", stopped).Round(time.Millisecond))
-	t.Logf("pings every 20 ms from pod 2: %d sent, %d answered, %d lost, %d Destination Unreachable", tx, rx, tx-rx, unreachable)
-	t.Logf("TCP stream pod 2 -> pod 1 at ~200 Mbit/s: %d bytes written, %d received; longest stall %v (from %v after the stop began)",
-		wrote, got, stall.Round(time.Millisecond), stallAt.Sub(stopping).Round(time.Millisecond))
-	t.Logf("connects started every 20 ms across the restart: %d, %d succeeded, failures: %v", connects.started, connects.ok, connects.errs)
-	if unreachable != 0 {
-		t.Errorf("the pod got %d Destination Unreachable answers across the restart:\n%s", unreachable, grepLines(out, "Unreachable", 5))
-	}
-	if connects.started == 0 || connects.ok != connects.started {
-		t.Errorf("%d of %d connects started across the restart failed: %v", connects.started-connects.ok, connects.started, connects.errs)
-	}
-	if tx == 0 || rx == 0 {
-		t.Errorf("ping: %d sent, %d answered\n%s", tx, rx, tail(out, 3))
-	}
+	return p
 }
 
 // count returns how many datagrams starting with prefix arrive until none
