@@ -325,8 +325,8 @@ func TestDatapathRestartKeepDevice(t *testing.T) {
 }
 
 // delayProxy forwards TCP connections from a listener in one namespace to
-// an address reached from it, holding each chunk a client sends for delay
-// first: a far-away etcd.
+// an address reached from it, each chunk a client sends arriving delay
+// after it was sent, as over a long link: chunks in flight overlap.
 type delayProxy struct {
 	delay atomic.Int64 // nanoseconds
 }
@@ -369,25 +369,41 @@ func startDelayProxy(t *testing.T, ns, listen, upstream string) *delayProxy {
 			conns = append(conns, c, up)
 			mu.Unlock()
 			go func() { io.Copy(c, up); c.Close() }()
-			go func() {
-				defer up.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						time.Sleep(time.Duration(p.delay.Load()))
-						if _, werr := up.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
+			go p.forward(c, up)
 		}
 	}()
 	return p
+}
+
+// forward carries what c sends to up, each chunk delay late.
+func (p *delayProxy) forward(c, up net.Conn) {
+	type chunk struct {
+		data []byte
+		due  time.Time
+	}
+	chunks := make(chan chunk, 1024)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := c.Read(buf)
+			if n > 0 {
+				chunks <- chunk{buf[:n], time.Now().Add(time.Duration(p.delay.Load()))}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer up.Close()
+	for ch := range chunks {
+		time.Sleep(time.Until(ch.due))
+		if _, err := up.Write(ch.data); err != nil {
+			for range chunks { // until c is closed too
+			}
+			return
+		}
+	}
 }
 
 // count returns how many datagrams starting with prefix arrive until none
