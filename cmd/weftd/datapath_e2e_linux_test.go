@@ -55,7 +55,9 @@ func TestDatapathWrongPeerPort(t *testing.T) {
 		// Each from a socket of its own: an ephemeral port, as a process
 		// (or a pod masqueraded to the host's address) would have.
 		pkt := innerUDP(h1.PodIP, h2.PodIP, probeUDPPort, fmt.Appendf(nil, "wrong port %d", i))
-		sendDatagram(t, h1.NS, h1.UnderlayIP.String(), to, pkt)
+		if err := inNS(h1.NS, func() error { return sendReusePort(netip.AddrPortFrom(h1.UnderlayIP, 0), to, pkt) }); err != nil {
+			t.Fatal(err)
+		}
 	}
 	delivered := probe.count("wrong port ", 2*time.Second)
 
@@ -422,8 +424,9 @@ func (p *udpProbe) count(prefix string, quiet time.Duration) int {
 	}
 }
 
-// sendReusePort sends payload to dst from src, a port a weftd listens on
-// with SO_REUSEPORT: as that weftd would send it.
+// sendReusePort sends payload to dst from src, with SO_REUSEPORT so that src
+// may be a port a weftd listens on: as that weftd would send it. Port 0 is
+// an ephemeral port, as any other process would have.
 func sendReusePort(src netip.AddrPort, dst string, payload []byte) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
