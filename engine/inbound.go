@@ -8,9 +8,9 @@ import (
 )
 
 // inbound carries datagrams from the peers to a TUN queue: receive a batch
-// with one recvmmsg, admit each inner packet (known peer, source in that
-// peer's subnet, destination in ours, sane header), decrement its TTL, and
-// write the batch to the TUN. The packet written is the buffer the datagram
+// with one recvmmsg, admit each inner packet (from a peer's address and
+// port, source in that peer's subnet, destination in ours, sane header),
+// decrement its TTL, and write the batch to the TUN. The packet written is the buffer the datagram
 // was received into: no copy.
 type inbound struct {
 	e     *Engine
