@@ -55,6 +55,9 @@ type UDPConn struct {
 	gro        bool
 	zeroCopy   bool
 	gsoRefused atomic.Uint64 // sends that fell back after the kernel refused UDP_SEGMENT
+	gsoSplit   atomic.Uint64 // runs sent again one datagram each: the path MTU is below their segments
+	narrow     [4]narrowPath // peers whose path MTU refused runs lately; used by the writer only
+	narrowed   int           // entries of narrow in use
 
 	// Writing: wmsgs[k] carries one group of datagrams; groupLen[k] how many.
 	wmsgs    []ipv4.Message
@@ -168,6 +171,10 @@ func (c *UDPConn) Offloads() (gso, gro bool) { return c.gso.Load(), c.gro }
 // the kernel or the device refused UDP_SEGMENT.
 func (c *UDPConn) GSORefused() uint64 { return c.gsoRefused.Load() }
 
+// GSOSplit counts runs of datagrams sent again one per message because
+// their segments did not fit the path MTU to their peer.
+func (c *UDPConn) GSOSplit() uint64 { return c.gsoSplit.Load() }
+
 // ReadBatch implements Conn.
 func (c *UDPConn) ReadBatch(msgs []Message) (int, error) {
 	if !c.gro {
@@ -249,28 +256,104 @@ func groSegmentSize(oob []byte) int {
 	return 0
 }
 
+// narrowPath is a peer whose path MTU refused runs of segments of seg
+// bytes: runs to it of segments that large go one datagram each without
+// asking the kernel first (a refused send has copied the whole run), for
+// the next left runs; then the kernel is asked again, since the path MTU it
+// learned may have grown back.
+type narrowPath struct {
+	to   netip.AddrPort
+	seg  int
+	left int
+}
+
+// narrowRuns is how many runs to a narrow peer skip UDP_SEGMENT before it
+// is tried again: a refused try costs one syscall and one copy of the run,
+// so this keeps the cost of trying under 1%.
+const narrowRuns = 128
+
+// isNarrow reports whether a run of segments of seg bytes to peer to should
+// go one datagram each, counting it against the entry.
+func (c *UDPConn) isNarrow(to netip.AddrPort, seg int) bool {
+	if c.narrowed == 0 {
+		return false
+	}
+	for k := range c.narrow {
+		e := &c.narrow[k]
+		if e.left > 0 && e.to == to && seg >= e.seg {
+			if e.left--; e.left == 0 {
+				c.narrowed--
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// markNarrow remembers that the path to peer to refused segments of seg bytes.
+func (c *UDPConn) markNarrow(to netip.AddrPort, seg int) {
+	slot := &c.narrow[0]
+	for k := range c.narrow {
+		e := &c.narrow[k]
+		if e.left > 0 && e.to == to {
+			slot = e
+			break
+		}
+		if e.left == 0 || e.left < slot.left {
+			slot = e
+		}
+	}
+	if slot.left == 0 {
+		c.narrowed++
+	}
+	*slot = narrowPath{to: to, seg: seg, left: narrowRuns}
+}
+
 // WriteBatch implements Conn. With GSO, each run of datagrams to one peer
 // whose sizes are equal (the last may be shorter) goes as one message: its
 // iovecs are the datagrams' own buffers, so nothing is copied.
+//
+// A run the kernel refuses as one UDP_SEGMENT send because its segments do
+// not fit the path MTU to that peer (EINVAL, or EMSGSIZE) goes again one
+// datagram per message, as flanneld sends: the socket discovers the path
+// MTU the kernel's default way (IP_PMTUDISC_WANT), so the kernel fragments
+// a datagram larger than the path instead of refusing it, and TCP inside
+// keeps flowing. The path MTU is the peer's: GSO stays on for the others,
+// and the next runs to that peer skip the refused try (narrowPath).
 func (c *UDPConn) WriteBatch(msgs []Message) (int, error) {
 	sent := 0
+	single := 0 // the next datagrams that go one per message
 	for sent < len(msgs) {
 		gso := c.gso.Load()
 		k, i := 0, sent
 		for i < len(msgs) && k < len(c.wmsgs) {
 			j := i + 1
-			if gso {
+			if gso && i >= sent+single {
 				j = groupEnd(msgs, i)
+				if j-i > 1 && c.isNarrow(msgs[i].Addr, msgs[i].len()) {
+					single, j = j-sent, i+1
+				}
 			}
 			c.pack(k, msgs[i:j])
 			i = j
 			k++
 		}
 		n, err := c.pc.WriteBatch(c.wmsgs[:k], 0)
+		n = max(n, 0) // -1 with the error of the first message
+		before := sent
 		for g := range n {
 			sent += c.groupLen[g]
 		}
+		single = max(0, single-(sent-before))
 		if err != nil {
+			if gso && n < k && c.groupLen[n] > 1 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EMSGSIZE)) {
+				// udp_send_skb refuses segments larger than the path
+				// MTU allows: this run, one datagram per message.
+				single = c.groupLen[n]
+				c.gsoSplit.Add(1)
+				c.markNarrow(msgs[sent].Addr, msgs[sent].len())
+				continue
+			}
 			if gso && errors.Is(err, unix.EIO) {
 				// udp_send_skb returns EIO when the device cannot
 				// checksum a segmented send: fall back for good.

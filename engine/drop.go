@@ -14,7 +14,9 @@ const (
 	DropBadChecksum        // header checksum wrong (checked on packets from the wire)
 	DropTTLExpired         // TTL would reach 0
 	DropNoRoute            // no lease covers the destination; ICMP net unreachable sent back
-	DropUnknownPeer        // outer source of a datagram is no peer of ours
+	DropForeignSource      // a packet from the TUN whose source is not in this host's subnet: no peer would take it as ours
+	DropUnknownPeer        // outer source address of a datagram is no peer of ours
+	DropWrongPeerPort      // outer source address is a peer's, its port is not that peer's port (flanneld and weftd send from the port they listen on)
 	DropSpoofedSource      // inner source is not in the subnet of the peer that sent it
 	DropNotLocal           // inner destination of a datagram is not in our subnet
 	DropSendError          // the UDP socket refused the datagram
@@ -32,7 +34,9 @@ var dropNames = [numDrops]string{
 	DropBadChecksum:   "bad-checksum",
 	DropTTLExpired:    "ttl-expired",
 	DropNoRoute:       "no-route",
+	DropForeignSource: "foreign-source",
 	DropUnknownPeer:   "unknown-peer",
+	DropWrongPeerPort: "wrong-peer-port",
 	DropSpoofedSource: "spoofed-source",
 	DropNotLocal:      "not-local-destination",
 	DropSendError:     "send-error",

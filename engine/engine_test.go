@@ -95,6 +95,18 @@ func TestOutboundStep(t *testing.T) {
 		{name: "longer than the buffer", pkt: udpPacket(pod1, pod2, 1500), drop: DropBadTotalLen},
 		{name: "TTL 1", pkt: withTTL(fwd, 1), drop: DropTTLExpired},
 		{name: "TTL 0", pkt: withTTL(fwd, 0), drop: DropTTLExpired},
+		// A source outside this host's subnet: a pod that spoofs, or a
+		// route into the TUN of traffic that is not the overlay's. A weft
+		// peer would drop it; a flanneld peer would deliver it.
+		{name: "source in h2's subnet", pkt: udpPacket(pod2, pod3, 10), drop: DropForeignSource},
+		{name: "source outside the network", pkt: udpPacket(netip.MustParseAddr("198.51.100.7"), pod2, 10), drop: DropForeignSource},
+		{name: "source 0.0.0.0", pkt: udpPacket(netip.IPv4Unspecified(), pod2, 10), drop: DropForeignSource},
+		{name: "source just below the subnet", pkt: udpPacket(netip.MustParseAddr("100.96.0.255"), pod2, 10), drop: DropForeignSource},
+		{name: "source just above the subnet", pkt: udpPacket(netip.MustParseAddr("100.96.2.0"), pod2, 10), drop: DropForeignSource},
+		{name: "source the subnet's first address", pkt: udpPacket(netip.MustParseAddr("100.96.1.0"), pod2, 10), to: h2},
+		{name: "source the subnet's last address", pkt: udpPacket(netip.MustParseAddr("100.96.1.255"), pod2, 10), to: h2},
+		// Not answered: the answer would go to an address that is not ours.
+		{name: "foreign source, no route", pkt: udpPacket(pod2, nowhere, 10), drop: DropForeignSource},
 		{name: "no route", pkt: udpPacket(pod1, nowhere, 10), drop: DropNoRoute, icmp: true},
 		{name: "no route, outside the network", pkt: udpPacket(pod1, netip.MustParseAddr("198.51.100.7"), 10), drop: DropNoRoute, icmp: true},
 		// The route is looked up first: an unroutable packet is answered whatever its TTL.
@@ -162,8 +174,6 @@ func TestInboundStep(t *testing.T) {
 	}{
 		{name: "from h2", d: datagram{data: fwd, from: h2}},
 		{name: "from h3", d: datagram{data: udpPacket(pod3, pod1, 0), from: h3}},
-		// Peers are known by address: flanneld sends from its port, but NAT may not keep it.
-		{name: "from h2, another port", d: datagram{data: fwd, from: netip.AddrPortFrom(h2.Addr(), 40000)}},
 		{name: "TTL 2", d: datagram{data: withTTL(fwd, 2), from: h2}},
 		{name: "with options", d: datagram{data: ipv4Packet(ipv4Spec{src: pod2, dst: pod1, proto: 6, ttl: 9, options: []byte{1, 1, 1, 0}, payload: make([]byte, 20)}), from: h2}},
 		{name: "trailing bytes after the total length", d: datagram{data: append(append([]byte(nil), fwd...), 1, 2, 3), from: h2}},
@@ -189,6 +199,16 @@ func TestInboundStep(t *testing.T) {
 		{name: "from a stranger, source in no subnet", d: datagram{data: udpPacket(netip.MustParseAddr("8.8.8.8"), pod1, 0), from: stranger}, drop: DropUnknownPeer},
 		{name: "garbage from a stranger", d: datagram{data: make([]byte, 40), from: stranger}, drop: DropUnknownPeer},
 		{name: "from our own address", d: datagram{data: fwd, from: netip.MustParseAddrPort("192.0.2.1:8285")}, drop: DropUnknownPeer},
+
+		// flanneld and weftd send from the port they listen on: anything
+		// else from a peer's address is some other process on that host
+		// (or a masqueraded pod) speaking for its pods.
+		{name: "from h2, another port", d: datagram{data: fwd, from: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropWrongPeerPort},
+		{name: "from h2, port 0", d: datagram{data: fwd, from: netip.AddrPortFrom(h2.Addr(), 0)}, drop: DropWrongPeerPort},
+		{name: "from h2, h3's port", d: datagram{data: fwd, from: netip.AddrPortFrom(h2.Addr(), h3.Port()+1)}, drop: DropWrongPeerPort},
+		{name: "from h2, another port, source in h3's subnet", d: datagram{data: udpPacket(pod3, pod1, 0), from: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropWrongPeerPort},
+		{name: "from h2, another port, garbage", d: datagram{data: make([]byte, 40), from: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropWrongPeerPort},
+		{name: "19 bytes from h2, another port", d: datagram{data: fwd[:19], from: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropTruncated},
 
 		{name: "source in h3's subnet, from h2", d: datagram{data: udpPacket(pod3, pod1, 0), from: h2}, drop: DropSpoofedSource},
 		{name: "source in no subnet, from h2", d: datagram{data: udpPacket(netip.MustParseAddr("8.8.8.8"), pod1, 0), from: h2}, drop: DropSpoofedSource},
@@ -570,7 +590,16 @@ func TestNetUnreachableAnswers(t *testing.T) {
 			if err := o.step(); err != nil {
 				t.Fatal(err)
 			}
-			checkDrops(t, e.Stats(), map[Drop]uint64{DropNoRoute: 1})
+			// The rules hold on their own; a source outside this host's
+			// subnet does not even get that far.
+			if got := answerable(tc.pkt); got != tc.answer {
+				t.Errorf("answerable = %v, want %v", got, tc.answer)
+			}
+			want := DropNoRoute
+			if !localSubnet.Contains(netip.AddrFrom4([4]byte(tc.pkt[offSrc : offSrc+4]))) {
+				want = DropForeignSource
+			}
+			checkDrops(t, e.Stats(), map[Drop]uint64{want: 1})
 			answers := dev.packets()
 			if !tc.answer {
 				if len(answers) != 0 {

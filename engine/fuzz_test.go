@@ -114,14 +114,14 @@ var fuzzTable = sync.OnceValue(func() *Table {
 
 func FuzzAdmit(f *testing.F) {
 	for _, p := range fuzzPackets() {
-		for _, from := range []netip.AddrPort{h2, h3, stranger} {
-			f.Add(p, u32(from.Addr()))
+		for _, from := range []netip.AddrPort{h2, h3, stranger, netip.AddrPortFrom(h2.Addr(), 40000)} {
+			f.Add(p, u32(from.Addr()), from.Port())
 		}
 	}
 	if ds, err := underlayDatagrams(); err == nil {
 		// As recorded: from h2 these are admitted, from h1 not.
 		for _, d := range ds[:min(len(ds), 40)] {
-			f.Add(d.inner, u32(d.from.Addr()))
+			f.Add(d.inner, u32(d.from.Addr()), d.from.Port())
 		}
 	}
 	e, err := New(Config{Subnet: localSubnet, BatchSize: 1, MaxPacket: 1500})
@@ -129,15 +129,18 @@ func FuzzAdmit(f *testing.F) {
 		f.Fatal(err)
 	}
 	tbl := fuzzTable()
-	f.Fuzz(func(t *testing.T, data []byte, fromIP uint32) {
-		from := addrOf(fromIP)
+	f.Fuzz(func(t *testing.T, data []byte, fromIP uint32, fromPort uint16) {
+		from := netip.AddrPortFrom(addrOf(fromIP), fromPort)
 		total, drop := e.admit(tbl, data, from)
 		if drop != DropNone {
 			if total != 0 {
 				t.Fatalf("dropped (%v) with total %d", drop, total)
 			}
-			if !tbl.IsPeer(from) && drop != DropUnknownPeer && drop != DropTruncated {
+			if !tbl.IsPeer(from.Addr()) && drop != DropUnknownPeer && drop != DropTruncated {
 				t.Fatalf("datagram from %v, no peer: %v, want unknown-peer", from, drop)
+			}
+			if tbl.IsPeer(from.Addr()) && !tbl.IsPeerPort(from) && drop != DropWrongPeerPort && drop != DropTruncated {
+				t.Fatalf("datagram from %v, a peer's address on no peer's port: %v, want wrong-peer-port", from, drop)
 			}
 			if len(data) < ipv4MinHeader && drop != DropTruncated {
 				t.Fatalf("%d bytes: %v", len(data), drop)
@@ -149,10 +152,10 @@ func FuzzAdmit(f *testing.F) {
 			t.Fatalf("admitted, but checkIPv4 = %d, %v", tot, d)
 		}
 		src, dst := addrOf(ipv4Src(data)), addrOf(ipv4Dst(data))
-		if !tbl.IsPeer(from) {
+		if !tbl.IsPeerPort(from) {
 			t.Fatalf("admitted from %v, no peer", from)
 		}
-		if r := tbl.LookupAddr(src); r == nil || r.Peer.Addr() != from {
+		if r := tbl.LookupAddr(src); r == nil || r.Peer != from {
 			t.Fatalf("admitted source %v from %v, whose subnet it is not in (%v)", src, from, r)
 		}
 		if !localSubnet.Contains(dst) {

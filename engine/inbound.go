@@ -8,9 +8,9 @@ import (
 )
 
 // inbound carries datagrams from the peers to a TUN queue: receive a batch
-// with one recvmmsg, admit each inner packet (known peer, source in that
-// peer's subnet, destination in ours, sane header), decrement its TTL, and
-// write the batch to the TUN. The packet written is the buffer the datagram
+// with one recvmmsg, admit each inner packet (from a peer's address and
+// port, source in that peer's subnet, destination in ours, sane header),
+// decrement its TTL, and write the batch to the TUN. The packet written is the buffer the datagram
 // was received into: no copy.
 type inbound struct {
 	e     *Engine
@@ -105,7 +105,7 @@ func (in *inbound) step() error {
 // zero-copy receive can hand over more) one past MaxPacket, which the TUN's
 // MTU would refuse, is truncated. The dump's drop stage asks it too.
 func (e *Engine) admitReceived(t *Table, m *encap.Message) (int, Drop) {
-	total, drop := e.admit(t, m.Buf[:m.N], m.Addr.Addr())
+	total, drop := e.admit(t, m.Buf[:m.N], m.Addr)
 	if m.Truncated || m.N > e.cfg.MaxPacket {
 		drop = DropTruncated
 	}
@@ -113,15 +113,25 @@ func (e *Engine) admitReceived(t *Table, m *encap.Message) (int, Drop) {
 }
 
 // admit decides whether a datagram's payload pkt, from the peer address
-// from, may go into the TUN, and returns the inner packet's length.
-func (e *Engine) admit(t *Table, pkt []byte, from netip.Addr) (int, Drop) {
+// and port from, may go into the TUN, and returns the inner packet's length.
+//
+// A peer is known by its address and its port: flanneld and weftd send from
+// the port they listen on, so a datagram from a peer's address on another
+// port is some other process on that host (or one of its pods, masqueraded
+// to its address) and may not speak for the peer's pods.
+func (e *Engine) admit(t *Table, pkt []byte, from netip.AddrPort) (int, Drop) {
 	if len(pkt) < ipv4MinHeader {
 		return 0, DropTruncated
 	}
 	owner := t.Lookup(ipv4Src(pkt))
-	spoofed := owner == nil || owner.Peer.Addr() != from
-	if spoofed && !t.IsPeer(from) {
-		return 0, DropUnknownPeer
+	spoofed := owner == nil || owner.Peer != from
+	if spoofed {
+		switch {
+		case !t.IsPeer(from.Addr()):
+			return 0, DropUnknownPeer
+		case !t.IsPeerPort(from):
+			return 0, DropWrongPeerPort
+		}
 	}
 	total, drop := checkIPv4(pkt, true)
 	switch {

@@ -10,7 +10,8 @@ import (
 )
 
 // outbound carries packets from a TUN queue to the peers: read a batch,
-// check each packet and look its destination up, decrement its TTL, and send
+// check each packet (a sane header, a source in this host's subnet) and look
+// its destination up, decrement its TTL, and send
 // the batch with one sendmmsg. The UDP payload is the buffer the TUN read
 // filled: no copy. From a device that hands over super-packets whole
 // (tun.GSOReader), each is checked and looked up once and cut into segments
@@ -95,6 +96,11 @@ func (o *outbound) step() error {
 		total, drop := checkIPv4(pkt, false)
 		if o.gsoDev != nil && o.gso[i].Kind == tun.GSOInvalid {
 			drop = DropBadGSO
+		}
+		if drop == DropNone && !o.e.inSubnet(ipv4Src(pkt)) {
+			// Not from one of our pods: no answer either, it would go
+			// to an address that is not ours.
+			drop = DropForeignSource
 		}
 		var r *Route
 		if drop == DropNone {

@@ -31,7 +31,8 @@ type Change struct {
 // through an atomic pointer with no lock, and a writer swaps in a new one.
 type Table struct {
 	root  *node
-	peers map[netip.Addr]int // routes per peer address, for the anti-spoofing check
+	peers map[netip.Addr]int     // routes per peer address, for the anti-spoofing check
+	ports map[netip.AddrPort]int // routes per peer address and port: the only sources a peer's datagrams may come from
 	size  int
 }
 
@@ -85,6 +86,9 @@ func (t *Table) LookupAddr(a netip.Addr) *Route {
 // IsPeer reports whether some route leads to the peer address a.
 func (t *Table) IsPeer(a netip.Addr) bool { return t.peers[a] > 0 }
 
+// IsPeerPort reports whether some route leads to the peer address and port ap.
+func (t *Table) IsPeerPort(ap netip.AddrPort) bool { return t.ports[ap] > 0 }
+
 // Len is the number of routes in the table.
 func (t *Table) Len() int { return t.size }
 
@@ -127,9 +131,14 @@ func (t *Table) Apply(changes []Change) (*Table, error) {
 		}
 	}
 	gen := generation.Add(1)
-	nt := &Table{root: t.root, size: t.size, peers: make(map[netip.Addr]int, len(t.peers)+1)}
+	nt := &Table{root: t.root, size: t.size,
+		peers: make(map[netip.Addr]int, len(t.peers)+1),
+		ports: make(map[netip.AddrPort]int, len(t.ports)+1)}
 	for a, n := range t.peers {
 		nt.peers[a] = n
+	}
+	for ap, n := range t.ports {
+		nt.ports[ap] = n
 	}
 	if nt.root == nil {
 		nt.root = &node{gen: gen}
@@ -186,7 +195,7 @@ func (t *Table) apply(c Change, gen uint64, dirty map[*node]bool) {
 		if i < 0 {
 			return
 		}
-		t.dropPeer(n.routes[i].Peer.Addr())
+		t.dropPeer(n.routes[i].Peer)
 		n.routes = append(n.routes[:i], n.routes[i+1:]...)
 		t.size--
 		dirty[n] = true
@@ -199,22 +208,28 @@ func (t *Table) apply(c Change, gen uint64, dirty map[*node]bool) {
 	}
 	r := &Route{Subnet: p, Peer: c.Route.Peer}
 	if i >= 0 {
-		t.dropPeer(n.routes[i].Peer.Addr())
+		t.dropPeer(n.routes[i].Peer)
 		n.routes[i] = r
 	} else {
 		n.routes = append(n.routes, r)
 		t.size++
 	}
 	t.peers[r.Peer.Addr()]++
+	t.ports[r.Peer]++
 	dirty[n] = true
 }
 
-func (t *Table) dropPeer(a netip.Addr) {
-	if t.peers[a] <= 1 {
+func (t *Table) dropPeer(ap netip.AddrPort) {
+	if a := ap.Addr(); t.peers[a] <= 1 {
 		delete(t.peers, a)
-		return
+	} else {
+		t.peers[a]--
 	}
-	t.peers[a]--
+	if t.ports[ap] <= 1 {
+		delete(t.ports, ap)
+	} else {
+		t.ports[ap]--
+	}
 }
 
 func (n *node) find(p netip.Prefix) int {

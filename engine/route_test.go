@@ -608,3 +608,32 @@ func TestApplyErrors(t *testing.T) {
 		t.Fatalf("removing with no peer: %v, %d routes left, want 1", err, tbl.Len())
 	}
 }
+
+// TestIsPeerPort: a peer is known by its address and port; the ports of
+// one address are counted apart, so removing one leaves the other.
+func TestIsPeerPort(t *testing.T) {
+	a := netip.MustParsePrefix("100.96.2.0/24")
+	b := netip.MustParsePrefix("100.96.3.0/24")
+	h2other := netip.AddrPortFrom(h2.Addr(), 9999)
+	tbl, err := NewTable([]Route{{Subnet: a, Peer: h2}, {Subnet: b, Peer: h2other}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(want map[netip.AddrPort]bool) {
+		t.Helper()
+		for _, p := range []netip.AddrPort{h2, h2other, h3, netip.AddrPortFrom(h2.Addr(), 1)} {
+			if got := tbl.IsPeerPort(p); got != want[p] {
+				t.Errorf("IsPeerPort(%v) = %v, want %v", p, got, want[p])
+			}
+		}
+	}
+	check(map[netip.AddrPort]bool{h2: true, h2other: true})
+	if tbl, err = tbl.Apply([]Change{{Route: Route{Subnet: b}, Remove: true}}); err != nil {
+		t.Fatal(err)
+	}
+	check(map[netip.AddrPort]bool{h2: true})
+	if tbl, err = tbl.Apply([]Change{{Route: Route{Subnet: a, Peer: h3}}}); err != nil {
+		t.Fatal(err)
+	}
+	check(map[netip.AddrPort]bool{h3: true})
+}

@@ -21,6 +21,9 @@ type cluster struct {
 	reg   *lease.Registry
 	cfg   lease.Config
 	lease *lease.Lease
+	// routes are the other hosts' leases, listed while this host's lease
+	// is being acquired: on a restart the first table is then in sooner.
+	routes <-chan lease.Batch
 
 	watchEvents atomic.Uint64 // lease changes received, for status and metrics
 }
@@ -63,6 +66,7 @@ func joinCluster(ctx context.Context, c *config, publicIP netip.Addr, log *slog.
 	if cl.cfg, err = cl.reg.WaitConfig(ctx); err != nil {
 		return nil, err
 	}
+	cl.routes = cl.reg.WatchRoutes(ctx)           // it waits, listed, until feedRoutes reads
 	prev, _ := lease.PreviousSubnet(c.subnetFile) // none is fine: a first start
 	for delay, logged := time.Second, false; ; delay = min(2*delay, 30*time.Second) {
 		cl.lease, err = cl.reg.Acquire(ctx, cl.cfg, publicIP, prev)
@@ -99,7 +103,7 @@ func (cl *cluster) keep(ctx context.Context, stop context.CancelCauseFunc) {
 // (the full list) is in. It returns when ctx is done.
 func (cl *cluster) feedRoutes(ctx context.Context, eng *engine.Engine, ready func()) {
 	own := cl.lease.Subnet
-	for b := range cl.reg.WatchRoutes(ctx) {
+	for b := range cl.routes {
 		cl.watchEvents.Add(uint64(len(b.Routes)))
 		changes := make([]engine.Change, 0, len(b.Routes))
 		for _, r := range b.Routes {

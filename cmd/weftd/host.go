@@ -79,7 +79,7 @@ func (h *hostState) offloads() control.Offloads {
 		gso, gro := c.Offloads()
 		o.UDPGSO = o.UDPGSO && gso
 		o.UDPGRO = o.UDPGRO && gro
-		o.GSOFallbacks += c.GSORefused()
+		o.GSOFallbacks += c.GSORefused() + c.GSOSplit()
 	}
 	return o
 }

@@ -201,11 +201,6 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cfg.offload == "on" && (!gso || !gro) {
 		return fmt.Errorf("--offload on: the kernel refused UDP segmentation (gso=%v) or receive offload (gro=%v)", gso, gro)
 	}
-	log.Info("forwarding",
-		"tun", link.Name(), "mtu", mtu, "subnet", subnet, "network", network,
-		"underlay", ul.name, "public_ip", ul.publicIP, "port", port,
-		"workers", cfg.workers, "batch", cfg.batch,
-		"tun_offload", tcfg.Offload, "zero_copy_send", ecfg.ZeroCopySend, "zero_copy_receive", ecfg.ZeroCopyReceive, "udp_gso", gso, "udp_gro", gro)
 	if cl == nil {
 		ready() // static routes are in
 	} else {
@@ -215,8 +210,29 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		if err := lease.WriteSubnetFile(cfg.subnetFile, sf); err != nil {
 			return err
 		}
-		go cl.feedRoutes(ctx, eng, ready)
+		// Until the first full table is in, the loops do not run: with an
+		// empty one, a pod's packet to another host would be answered net
+		// unreachable (a connect in SYN_SENT dies of it) and a peer's
+		// datagram dropped as unknown. Unread, they wait in the TUN's queue
+		// and the sockets' buffers; on a restart with --keep-device the
+		// device has been queueing since this process opened it.
+		tableIn := make(chan struct{})
+		go cl.feedRoutes(ctx, eng, func() { close(tableIn); ready() })
+		select {
+		case <-tableIn:
+		case <-ctx.Done():
+			log.Info("stopped before the first route table came", "tun", link.Name())
+			if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+				return cause // the lease was lost
+			}
+			return nil
+		}
 	}
+	log.Info("forwarding",
+		"tun", link.Name(), "mtu", mtu, "subnet", subnet, "network", network,
+		"underlay", ul.name, "public_ip", ul.publicIP, "port", port,
+		"workers", cfg.workers, "batch", cfg.batch, "routes", eng.Routes().Len(),
+		"tun_offload", tcfg.Offload, "zero_copy_send", ecfg.ZeroCopySend, "zero_copy_receive", ecfg.ZeroCopyReceive, "udp_gso", gso, "udp_gro", gro)
 	var running atomic.Bool
 	running.Store(true)
 	go watchdog(ctx, running.Load, log)

@@ -305,7 +305,7 @@ func TestObservability(t *testing.T) {
 			}
 		}
 		for _, reason := range []string{"truncated", "not-ipv4", "bad-header-length", "bad-total-length", "bad-checksum",
-			"ttl-expired", "no-route", "unknown-peer", "spoofed-source", "not-local-destination", "send-error", "tun-write-error", "bad-gso"} {
+			"ttl-expired", "no-route", "foreign-source", "unknown-peer", "wrong-peer-port", "spoofed-source", "not-local-destination", "send-error", "tun-write-error", "bad-gso"} {
 			if _, ok := after1[`weft_drops_total{reason="`+reason+`"}`]; !ok {
 				t.Errorf("h1: drop reason %s not exported", reason)
 			}

@@ -543,25 +543,16 @@ func innerUDP(src, dst netip.Addr, port uint16, payload []byte) []byte {
 	return bytes.Clone(buf.Bytes())
 }
 
-// sendDatagram sends payload from src (an address in ns) to dst, as a peer would.
+// sendDatagram sends payload from src (an address in ns) to dst, as a peer
+// would: from port 8285, the port its weftd (or flanneld) listens and sends on.
 func sendDatagram(t *testing.T, ns, src, dst string, payload []byte) {
 	t.Helper()
 	err := inNS(ns, func() error {
-		laddr, err := net.ResolveUDPAddr("udp4", src+":0")
+		a, err := netip.ParseAddr(src)
 		if err != nil {
 			return err
 		}
-		raddr, err := net.ResolveUDPAddr("udp4", dst)
-		if err != nil {
-			return err
-		}
-		c, err := net.DialUDP("udp4", laddr, raddr)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write(payload)
-		return err
+		return sendReusePort(netip.AddrPortFrom(a, 8285), dst, payload)
 	})
 	if err != nil {
 		t.Fatal(err)
