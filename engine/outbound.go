@@ -7,6 +7,8 @@ import (
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/tun"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // outbound carries packets from a TUN queue to the peers: read a batch,
@@ -99,7 +101,7 @@ func (o *outbound) step() error {
 		var r *Route
 		if drop == DropNone {
 			pkt = pkt[:total]
-			r = table.Lookup(ipv4Dst(pkt))
+			r = table.Lookup(ipv4.Dst(pkt))
 			switch {
 			case r == nil:
 				drop = DropNoRoute
@@ -111,7 +113,7 @@ func (o *outbound) step() error {
 						replies = append(replies, buf[:tun.Headroom+m])
 					}
 				}
-			case pkt[offTTL] <= 1:
+			case pkt[ipv4.OffTTL] <= 1:
 				drop = DropTTLExpired
 			}
 		}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // tapLocal is the address the test sockets pretend to be bound to.
@@ -137,7 +139,7 @@ func TestTapInbound(t *testing.T) {
 	if !drop.Wire() || drop.Src != h2 || drop.Dst != tapLocal || !bytes.Equal(drop.Inner(), spoofed) {
 		t.Errorf("drop: wire %v from %v to %v; want the datagram from %v to %v", drop.Wire(), drop.Src, drop.Dst, h2, tapLocal)
 	}
-	if out := got[3].Inner(); len(out) != len(good) || out[offTTL] != good[offTTL]-1 {
+	if out := got[3].Inner(); len(out) != len(good) || out[ipv4.OffTTL] != good[ipv4.OffTTL]-1 {
 		t.Errorf("tun-out: not the packet written, TTL one less")
 	}
 }
@@ -217,7 +219,7 @@ func TestTapStagesAndMatch(t *testing.T) {
 	e := newTestEngine(t, 8)
 	dev, conn := newFakeDevice(64), boundConn{newFakeConn()}
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
-	toH3 := func(pkt []byte, _, _ netip.AddrPort) bool { return ipv4Dst(pkt) == u32(pod3) }
+	toH3 := func(pkt []byte, _, _ netip.AddrPort) bool { return ipv4.Dst(pkt) == u32(pod3) }
 	onlyWire := e.StartDump(DumpConfig{Stages: StagesOf(StageWireOut), Match: toH3})
 	defer onlyWire.Close()
 	everything := e.StartDump(DumpConfig{})

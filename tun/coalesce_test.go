@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // flowSeg is segment i of a bulk TCP flow from pod2 to pod1 as Linux sends
@@ -163,8 +165,8 @@ func TestPlanRuns(t *testing.T) {
 		{"UDP, another destination", raw(udp, udpSpec{dst: pod3, payload: make([]byte, 1000)}.build()), []int{1, 1}},
 		{"UDP, a bad checksum", raw(udp, mangle(udp, func(p []byte) { p[100] ^= 1 }), udp, udp), []int{1, 1, 2}},
 		{"UDP, no checksum", raw(udp, mangle(udp, func(p []byte) { p[26], p[27] = 0, 0 })), []int{2}},
-		{"UDP, another TTL", raw(udp, mangle(udp, func(p []byte) { p[8]--; setIPv4Checksum(p[:20]) })), []int{1, 1}},
-		{"UDP, a fragment", raw(udp, mangle(udp, func(p []byte) { p[6] |= 0x20; setIPv4Checksum(p[:20]) })), []int{1, 1}},
+		{"UDP, another TTL", raw(udp, mangle(udp, func(p []byte) { p[8]--; ipv4.SetHeaderChecksum(p[:20]) })), []int{1, 1}},
+		{"UDP, a fragment", raw(udp, mangle(udp, func(p []byte) { p[6] |= 0x20; ipv4.SetHeaderChecksum(p[:20]) })), []int{1, 1}},
 		{"UDP, the length field off", raw(udp, mangle(udp, func(p []byte) { p[25]-- })), []int{1, 1}},
 		{"UDP, empty payloads", raw(udpSpec{}.build(), udpSpec{}.build()), []int{1, 1}},
 		{"UDP after TCP", raw(seg(0), seg(1), udp, udp), []int{2, 2}},
@@ -482,9 +484,9 @@ func TestPlanRunsRoundTrip(t *testing.T) {
 					pkts = slices.Insert(pkts, i, append([]byte(nil), pkts[i-1]...))
 				}
 				if p[33]&flagPSH != 0 || p[8] != pkts[0][8] || p[34] != pkts[0][34] {
-					setIPv4Checksum(p[:20])
+					ipv4.SetHeaderChecksum(p[:20])
 					p[36], p[37] = 0, 0
-					binary.BigEndian.PutUint16(p[36:], ^fold(sum(p[20:], pseudoHeader(p, 6, len(p)-20))))
+					binary.BigEndian.PutUint16(p[36:], ^ipv4.Fold(ipv4.Sum(p[20:], ipv4.PseudoHeaderSum(p, 6, len(p)-20))))
 				}
 			}
 			flows = append(flows, flowPkts{pkts, disturbed})

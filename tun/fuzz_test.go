@@ -13,6 +13,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // flannelPackets returns the inner IPv4 packets of the flannel recording:
@@ -215,13 +217,13 @@ func fixPacket(p []byte, length, csums bool) {
 	if !csums {
 		return
 	}
-	setIPv4Checksum(p[:ihl])
+	ipv4.SetHeaderChecksum(p[:ihl])
 	at := map[byte]int{6: 16, 17: 6}[p[9]]
 	if at == 0 || len(p) < ihl+at+2 {
 		return
 	}
 	p[ihl+at], p[ihl+at+1] = 0, 0
-	c := ^fold(sum(p[ihl:], pseudoHeader(p, p[9], len(p)-ihl)))
+	c := ^ipv4.Fold(ipv4.Sum(p[ihl:], ipv4.PseudoHeaderSum(p, p[9], len(p)-ihl)))
 	binary.BigEndian.PutUint16(p[ihl+at:], c)
 }
 
