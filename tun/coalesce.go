@@ -28,28 +28,33 @@ const udpHeaders = ipv4.MinHeaderLen + ipv4.UDPHeaderLen
 // Segments join a run under the rules Linux's TCP GRO applies, so that the
 // kernel cutting the super-packet again gives back the same segments: same
 // addresses, ports, TOS, TTL and header bytes (options included) but for
-// sequence number, IP ID and checksums; sequence numbers contiguous; every
-// segment full size but the last; ACK alone on all but the last, which may
-// add PSH; TCP checksums valid, for the kernel makes the super-packet's anew
-// and would hide a corrupt segment.
+// sequence number, IP ID and checksums; sequence numbers contiguous; IP IDs
+// as inet_gro_flush wants them (see ipIDs); every segment full size but the
+// last; ACK alone on all but the last, which may add PSH; TCP checksums
+// valid, for the kernel makes the super-packet's anew and would hide a
+// corrupt segment.
 //
 // With udp, datagrams of one flow join a run too, as Linux's UDP GRO joins
-// them for a socket that asks for it (udp_gro_receive): same addresses,
-// ports, TOS, TTL and DF; every payload the first's size but the last's
-// (not larger); checksums valid or absent. The kernel cuts the super-packet
-// (USO) where it must, at the latest for the receiving socket.
+// them for a socket that asks for it (udp_gro_receive_segment): same
+// addresses, ports, TOS, TTL and DF; IP IDs as for TCP; every payload the
+// first's size but the last's (not larger); checksums present and valid.
+// The kernel cuts the super-packet (USO) where it must, at the latest for
+// the receiving socket.
+//
+// No packet with the reserved IP flag joins a run: inet_gro_receive flushes
+// it, as it does a fragment.
 func planRuns(bufs [][]byte, offset int, runs []run, udp bool) []run {
 	for i := 0; i < len(bufs); {
 		r := run{start: i, end: i + 1}
 		first := bufs[i][offset:]
 		if ihl, hlen, plen, ok := tcpSegment(first); ok && plen > 0 && first[ihl+ipv4.TCPOffFlags] == ipv4.TCPFlagACK {
 			r.ihl, r.hlen, r.segment, r.payload = ihl, hlen, plen, plen
-			prev := first
+			prev, ids := first, newIPIDs(first)
 			for j := i + 1; j < len(bufs) && j-i < MaxSegments; j++ {
 				next := bufs[j][offset:]
 				_, nh, np, ok := tcpSegment(next)
 				if !ok || nh != hlen || np == 0 || np > r.segment ||
-					hlen+r.payload+np > maxSuperPacket || !follows(prev, next, ihl, hlen) ||
+					hlen+r.payload+np > maxSuperPacket || !follows(prev, next, ihl, hlen) || !ids.accept(next, j-i) ||
 					!tcpChecksumOK(next, ihl) || (j == i+1 && !tcpChecksumOK(first, ihl)) {
 					break
 				}
@@ -62,10 +67,12 @@ func planRuns(bufs [][]byte, offset int, runs []run, udp bool) []run {
 			}
 		} else if plen, ok := udpDatagram(first); udp && ok {
 			r.udp, r.ihl, r.hlen, r.segment, r.payload = true, ipv4.MinHeaderLen, udpHeaders, plen, plen
+			ids := newIPIDs(first)
 			for j := i + 1; j < len(bufs) && j-i < MaxSegments; j++ {
 				next := bufs[j][offset:]
 				np, ok := udpDatagram(next)
 				if !ok || np > r.segment || udpHeaders+r.payload+np > maxSuperPacket || !sameUDPFlow(first, next) ||
+					!ids.accept(next, j-i) ||
 					!udpChecksumOK(next) || (j == i+1 && !udpChecksumOK(first)) {
 					break
 				}
@@ -110,10 +117,42 @@ func (r run) header(h, first, last []byte) []byte {
 // IPv4 without options, then TCP.
 const tcpHeaders = ipv4.MinHeaderLen + ipv4.TCPMinHeaderLen
 
-// unfragmented reports whether the IPv4 packet p is whole: neither MF nor
-// a fragment offset.
+// unfragmented reports whether the IPv4 packet p is whole (neither MF nor
+// a fragment offset) and without the reserved flag, which inet_gro_receive
+// will not coalesce either.
 func unfragmented(p []byte) bool {
-	return binary.BigEndian.Uint16(p[ipv4.OffFlagsFrag:])&(ipv4.FlagMF|ipv4.FragOffsetMask) == 0
+	return binary.BigEndian.Uint16(p[ipv4.OffFlagsFrag:])&(ipv4.FlagReserved|ipv4.FlagMF|ipv4.FragOffsetMask) == 0
+}
+
+// ipIDs checks the IP IDs of a run's packets as Linux's GRO does
+// (inet_gro_flush; before Linux 6.10, inet_gro_receive's flush_id): each
+// packet's ID is the first's plus its place in the run, for the kernel's
+// GSO numbers the segments it cuts that way. Where DF is set (RFC 6864: the
+// ID of an atomic datagram means nothing) the ID may instead stay the
+// first's throughout; the second packet decides which of the two a run is.
+type ipIDs struct {
+	first uint16 // the first packet's ID
+	df    bool   // the first packet has DF; sameIPv4Flow makes the rest alike
+	fixed bool   // the run keeps one ID
+}
+
+func newIPIDs(first []byte) ipIDs {
+	return ipIDs{
+		first: binary.BigEndian.Uint16(first[ipv4.OffID:]),
+		df:    binary.BigEndian.Uint16(first[ipv4.OffFlagsFrag:])&ipv4.FlagDF != 0,
+	}
+}
+
+// accept reports whether next may be packet k (k >= 1) of the run.
+func (c *ipIDs) accept(next []byte, k int) bool {
+	off := binary.BigEndian.Uint16(next[ipv4.OffID:]) - c.first
+	if k == 1 {
+		c.fixed = c.df && off == 0
+	}
+	if c.fixed {
+		return off == 0
+	}
+	return off == uint16(k)
 }
 
 // totalLenIs reports whether the IPv4 total length of p is n.
@@ -191,12 +230,14 @@ func sameUDPFlow(a, b []byte) bool {
 		string(a[ports:ports+4]) == string(b[ports:ports+4])
 }
 
-// udpChecksumOK reports whether the UDP checksum of p is right, or absent
-// (0: the sender computed none; the super-packet's segments get one).
+// udpChecksumOK reports whether the UDP checksum of p is present and right.
+// A datagram without one (0) joins no run, as udp_gro_receive_segment will
+// not coalesce it: USO would give every segment a checksum its sender never
+// made.
 func udpChecksumOK(p []byte) bool {
 	const at = ipv4.MinHeaderLen + ipv4.UDPOffChecksum
 	if p[at] == 0 && p[at+1] == 0 {
-		return true
+		return false
 	}
 	u := p[ipv4.MinHeaderLen:]
 	return ipv4.Fold(ipv4.Sum(u, ipv4.PseudoHeaderSum(p, ipv4.ProtoUDP, len(u)))) == 0xffff

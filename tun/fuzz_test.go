@@ -175,6 +175,17 @@ func FuzzPlanRuns(f *testing.F) {
 	f.Add(encode(4, append(flow[:3:3], udpSpec{}.build(), flow[3])))
 	dgram := udpSpec{payload: make([]byte, 64)}.build()
 	f.Add(encode(0, [][]byte{dgram, dgram, dgram, udpSpec{payload: make([]byte, 20)}.build()}))
+	// IP IDs and DF, which decide whether a run's IDs may stay fixed, and a
+	// datagram without a checksum, which joins no run.
+	var dgrams [][]byte
+	for i := range 4 {
+		dgrams = append(dgrams, udpSpec{id: uint16(0xfffe + i), payload: make([]byte, 64)}.build())
+	}
+	f.Add(encode(0, dgrams))
+	df := udpSpec{ipFlags: layers.IPv4DontFragment, payload: make([]byte, 64)}.build()
+	noCsum := bytes.Clone(df)
+	noCsum[26], noCsum[27] = 0, 0
+	f.Add(encode(0, [][]byte{df, df, noCsum, df, df}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
 			return
