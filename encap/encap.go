@@ -13,7 +13,8 @@ import (
 	"github.com/weft-dev/weft/ipv4"
 )
 
-// DefaultPort is flannel's udp backend port (Backend.Port in its config).
+// DefaultPort is flannel's udp backend port: Backend.Port when the network
+// config names none, and weftd's --port unless told otherwise.
 const DefaultPort = 8285
 
 // Overhead is what the outer IPv4 and UDP headers add to an inner packet:
