@@ -10,6 +10,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/weft-dev/weft/control"
 	"github.com/weft-dev/weft/ipv4"
 )
 
@@ -350,5 +351,26 @@ func TestTapLongPacket(t *testing.T) {
 	got := drain(d)
 	if len(got) != 1 || got[0].Len != len(head)+len(body) || !bytes.Equal(got[0].Inner(), append(head, body...)) {
 		t.Fatalf("captured %d packets; want the whole segment, headers first", len(got))
+	}
+}
+
+// TestStageNames: every stage has the control protocol's name for it, and
+// the protocol names no stage the engine lacks, so that a dump's --stage
+// reaches the tap and every captured packet's stage reaches the client.
+func TestStageNames(t *testing.T) {
+	if len(control.StageNames) != int(numStages) {
+		t.Fatalf("control names %d stages, the engine has %d", len(control.StageNames), numStages)
+	}
+	for st := range numStages {
+		name := st.String()
+		if name != control.StageNames[st] {
+			t.Errorf("stage %d is %q, the protocol's %q", st, name, control.StageNames[st])
+		}
+		if got, ok := ParseStage(name); !ok || got != st {
+			t.Errorf("ParseStage(%q) = %v, %v; want %v", name, got, ok, st)
+		}
+	}
+	if _, ok := ParseStage("nowhere"); ok || numStages.String() != "unknown" {
+		t.Error("an unknown stage parsed or named")
 	}
 }
