@@ -130,6 +130,9 @@ func unfragmented(p []byte) bool {
 // GSO numbers the segments it cuts that way. Where DF is set (RFC 6864: the
 // ID of an atomic datagram means nothing) the ID may instead stay the
 // first's throughout; the second packet decides which of the two a run is.
+// The virtio-net header cannot say that a run kept one ID (Linux marks it
+// SKB_GSO_TCP_FIXEDID), so the kernel numbers the segments it cuts from
+// such a run up from the first's: with DF set, nothing reassembles by them.
 type ipIDs struct {
 	first uint16 // the first packet's ID
 	df    bool   // the first packet has DF; sameIPv4Flow makes the rest alike
