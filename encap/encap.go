@@ -7,14 +7,19 @@
 // the payload is the packet.
 package encap
 
-import "net/netip"
+import (
+	"net/netip"
 
-// DefaultPort is flannel's udp backend port (Backend.Port in its config).
+	"github.com/weft-dev/weft/ipv4"
+)
+
+// DefaultPort is flannel's udp backend port: Backend.Port when the network
+// config names none, and weftd's --port unless told otherwise.
 const DefaultPort = 8285
 
 // Overhead is what the outer IPv4 and UDP headers add to an inner packet:
 // the TUN's MTU is the underlay's MTU minus Overhead.
-const Overhead = 20 + 8
+const Overhead = ipv4.MinHeaderLen + ipv4.UDPHeaderLen
 
 // Message is one datagram of a batch.
 type Message struct {

@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkSendSuperDatagram measures what MSG_ZEROCOPY would buy weft's
-// sends (issue 5, "kept only if it wins"): one 64 KiB UDP_SEGMENT send of
+// sends (a lever is kept only if it wins): one 64 KiB UDP_SEGMENT send of
 // 44 datagrams of 1472 bytes, copied into the kernel as weft sends today,
 // against the same send with MSG_ZEROCOPY, which pins the pages instead and
 // must wait for the kernel's completion on the error queue before the

@@ -9,6 +9,8 @@ import (
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/tun"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // Benchmarks of the per-packet paths against in-memory stand-ins for the TUN
@@ -81,7 +83,7 @@ func (d *benchDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 	for i, p := range d.pkts[:n] {
 		b := bufs[i][offset:]
 		if d.filled[i] == &b[0] {
-			copy(b[:ipv4MinHeader], p)
+			copy(b[:ipv4.MinHeaderLen], p)
 		} else {
 			copy(b, p)
 			d.filled[i] = &b[0]
@@ -113,7 +115,7 @@ func (c *benchConn) ReadBatch(msgs []encap.Message) (int, error) {
 	for i, d := range c.dgrams[:n] {
 		m := &msgs[i]
 		if c.filled[i] == &m.Buf[0] {
-			copy(m.Buf[:ipv4MinHeader], d.data)
+			copy(m.Buf[:ipv4.MinHeaderLen], d.data)
 		} else {
 			copy(m.Buf, d.data)
 			c.filled[i] = &m.Buf[0]

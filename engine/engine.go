@@ -17,6 +17,8 @@ import (
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/tun"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // Config is what the forwarding loops need to know of this host.
@@ -75,8 +77,8 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.BatchSize < 1 {
 		return nil, fmt.Errorf("engine: batch size %d below 1", cfg.BatchSize)
 	}
-	if cfg.MaxPacket < ipv4MinHeader || cfg.MaxPacket > 65535 {
-		return nil, fmt.Errorf("engine: max packet %d out of range %d-65535", cfg.MaxPacket, ipv4MinHeader)
+	if cfg.MaxPacket < ipv4.MinHeaderLen || cfg.MaxPacket > 65535 {
+		return nil, fmt.Errorf("engine: max packet %d out of range %d-65535", cfg.MaxPacket, ipv4.MinHeaderLen)
 	}
 	if cfg.InboundBuffer == 0 {
 		cfg.InboundBuffer = cfg.MaxPacket

@@ -12,11 +12,13 @@ import (
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/tun"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // withTTL returns a copy of p with TTL ttl and a correct checksum.
 func withTTL(p []byte, ttl byte) []byte {
-	return with(p, func(p []byte) { p[offTTL] = ttl; fixChecksum(p) })
+	return with(p, func(p []byte) { p[ipv4.OffTTL] = ttl; fixChecksum(p) })
 }
 
 // withID returns a copy of p with IP ID id and a correct checksum, to tell
@@ -43,15 +45,15 @@ func ipv6Packet() []byte {
 // length, TTL one lower, the rest unchanged; the checksum is checked apart.
 func checkForwarded(t *testing.T, got, pkt []byte) {
 	t.Helper()
-	total := int(binary.BigEndian.Uint16(pkt[offTotalLen:]))
+	total := int(binary.BigEndian.Uint16(pkt[ipv4.OffTotalLen:]))
 	if len(got) != total {
 		t.Fatalf("forwarded %d bytes, want the total length %d", len(got), total)
 	}
-	if got[offTTL] != pkt[offTTL]-1 {
-		t.Errorf("forwarded TTL %d, want %d", got[offTTL], pkt[offTTL]-1)
+	if got[ipv4.OffTTL] != pkt[ipv4.OffTTL]-1 {
+		t.Errorf("forwarded TTL %d, want %d", got[ipv4.OffTTL], pkt[ipv4.OffTTL]-1)
 	}
 	for i := range got {
-		if i != offTTL && i != offChecksum && i != offChecksum+1 && got[i] != pkt[i] {
+		if i != ipv4.OffTTL && i != ipv4.OffChecksum && i != ipv4.OffChecksum+1 && got[i] != pkt[i] {
 			t.Fatalf("forwarded byte %d is %#02x, was %#02x", i, got[i], pkt[i])
 		}
 	}
@@ -81,7 +83,7 @@ func TestOutboundStep(t *testing.T) {
 		{name: "header only", pkt: ipv4Packet(ipv4Spec{src: pod1, dst: pod3, ttl: 64}), to: h3},
 		{name: "trailing bytes after the total length", pkt: append(append([]byte(nil), fwd...), 0xde, 0xad), to: h2},
 		// The kernel wrote the header: its checksum is not checked, only patched.
-		{name: "bad checksum goes on", pkt: with(fwd, func(p []byte) { p[offChecksum] ^= 0x10 }), to: h2},
+		{name: "bad checksum goes on", pkt: with(fwd, func(p []byte) { p[ipv4.OffChecksum] ^= 0x10 }), to: h2},
 		{name: "largest packet", pkt: udpPacket(pod1, pod2, 1500-28), to: h2},
 
 		{name: "empty", pkt: []byte{}, drop: DropTruncated},
@@ -181,8 +183,8 @@ func TestInboundStep(t *testing.T) {
 		{name: "checksum -0", d: datagram{data: func() []byte {
 			for id := range 1 << 16 {
 				p := withID(fwd, uint16(id))
-				if p[offChecksum] == 0 && p[offChecksum+1] == 0 {
-					p[offChecksum], p[offChecksum+1] = 0xff, 0xff
+				if p[ipv4.OffChecksum] == 0 && p[ipv4.OffChecksum+1] == 0 {
+					p[ipv4.OffChecksum], p[ipv4.OffChecksum+1] = 0xff, 0xff
 					return p
 				}
 			}
@@ -223,8 +225,8 @@ func TestInboundStep(t *testing.T) {
 		{name: "IHL 15 in 20 bytes", d: datagram{data: with(fwd, func(p []byte) { p[0] = 0x4f })[:20], from: h2}, drop: DropBadHeaderLen},
 		{name: "total length beyond the datagram", d: datagram{data: fwd[:len(fwd)-1], from: h2}, drop: DropBadTotalLen},
 		{name: "total length 0", d: datagram{data: with(fwd, func(p []byte) { p[2], p[3] = 0, 0; fixChecksum(p) }), from: h2}, drop: DropBadTotalLen},
-		{name: "bad checksum", d: datagram{data: with(fwd, func(p []byte) { p[offChecksum] ^= 0x10 }), from: h2}, drop: DropBadChecksum},
-		{name: "TTL changed, checksum not", d: datagram{data: with(fwd, func(p []byte) { p[offTTL]++ }), from: h2}, drop: DropBadChecksum},
+		{name: "bad checksum", d: datagram{data: with(fwd, func(p []byte) { p[ipv4.OffChecksum] ^= 0x10 }), from: h2}, drop: DropBadChecksum},
+		{name: "TTL changed, checksum not", d: datagram{data: with(fwd, func(p []byte) { p[ipv4.OffTTL]++ }), from: h2}, drop: DropBadChecksum},
 		{name: "TTL 1", d: datagram{data: withTTL(fwd, 1), from: h2}, drop: DropTTLExpired},
 		{name: "TTL 0", d: datagram{data: withTTL(fwd, 0), from: h2}, drop: DropTTLExpired},
 	} {
@@ -339,7 +341,7 @@ func TestInboundFlannelRecording(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range batch {
-			if d.data[offTTL] <= 1 {
+			if d.data[ipv4.OffTTL] <= 1 {
 				want[DropTTLExpired]++
 				continue
 			}
@@ -596,7 +598,7 @@ func TestNetUnreachableAnswers(t *testing.T) {
 				t.Errorf("answerable = %v, want %v", got, tc.answer)
 			}
 			want := DropNoRoute
-			if !localSubnet.Contains(netip.AddrFrom4([4]byte(tc.pkt[offSrc : offSrc+4]))) {
+			if !localSubnet.Contains(netip.AddrFrom4([4]byte(tc.pkt[ipv4.OffSrc : ipv4.OffSrc+4]))) {
 				want = DropForeignSource
 			}
 			checkDrops(t, e.Stats(), map[Drop]uint64{want: 1})
@@ -623,7 +625,7 @@ func TestNetUnreachableAnswers(t *testing.T) {
 func TestNetUnreachableFlannelRecording(t *testing.T) {
 	var toNowhere [][]byte
 	for _, p := range needPod(t) {
-		if ipv4Dst(p) == u32(nowhere) {
+		if ipv4.Dst(p) == u32(nowhere) {
 			toNowhere = append(toNowhere, p)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // Fuzz targets for everything that reads untrusted bytes: the IPv4 checks,
@@ -53,7 +55,7 @@ func FuzzCheckIPv4(f *testing.F) {
 		f.Add(p, false)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, verify bool) {
-		if got, want := checksum(data, 0), refChecksum(data); got != want {
+		if got, want := ipv4.Checksum(data), refChecksum(data); got != want {
 			t.Fatalf("checksum = %#04x, oracle %#04x", got, want)
 		}
 		total, drop := checkIPv4(data, verify)
@@ -70,17 +72,17 @@ func FuzzCheckIPv4(f *testing.F) {
 			default:
 				t.Fatalf("checkIPv4 gave %v, not a header reason", drop)
 			}
-			if (len(data) < ipv4MinHeader) != (drop == DropTruncated) {
+			if (len(data) < ipv4.MinHeaderLen) != (drop == DropTruncated) {
 				t.Fatalf("%d bytes: %v", len(data), drop)
 			}
 			return
 		}
 		// Accepted: the header's invariants hold.
-		if len(data) < ipv4MinHeader || data[0]>>4 != 4 {
+		if len(data) < ipv4.MinHeaderLen || data[0]>>4 != 4 {
 			t.Fatalf("accepted % x: not an IPv4 header", data)
 		}
 		hlen := int(data[0]&0x0f) * 4
-		if hlen < ipv4MinHeader || hlen > total || total > len(data) || total != int(binary.BigEndian.Uint16(data[2:])) {
+		if hlen < ipv4.MinHeaderLen || hlen > total || total > len(data) || total != int(binary.BigEndian.Uint16(data[2:])) {
 			t.Fatalf("accepted with IHL %d, total %d, %d bytes", hlen, total, len(data))
 		}
 		if verify {
@@ -88,10 +90,10 @@ func FuzzCheckIPv4(f *testing.F) {
 				t.Fatal("accepted a header whose checksum is wrong")
 			}
 			// A valid header stays valid through a TTL decrement.
-			if data[offTTL] >= 2 {
+			if data[ipv4.OffTTL] >= 2 {
 				hdr := slices.Clone(data[:hlen])
 				decrementTTL(hdr)
-				if refChecksum(hdr) != 0 || checksum(hdr, 0) != 0 {
+				if refChecksum(hdr) != 0 || ipv4.Checksum(hdr) != 0 {
 					t.Fatalf("header % x invalid after decrementTTL", hdr)
 				}
 			}
@@ -142,7 +144,7 @@ func FuzzAdmit(f *testing.F) {
 			if tbl.IsPeer(from.Addr()) && !tbl.IsPeerPort(from) && drop != DropWrongPeerPort && drop != DropTruncated {
 				t.Fatalf("datagram from %v, a peer's address on no peer's port: %v, want wrong-peer-port", from, drop)
 			}
-			if len(data) < ipv4MinHeader && drop != DropTruncated {
+			if len(data) < ipv4.MinHeaderLen && drop != DropTruncated {
 				t.Fatalf("%d bytes: %v", len(data), drop)
 			}
 			return
@@ -151,7 +153,7 @@ func FuzzAdmit(f *testing.F) {
 		if tot, d := checkIPv4(data, true); d != DropNone || tot != total {
 			t.Fatalf("admitted, but checkIPv4 = %d, %v", tot, d)
 		}
-		src, dst := addrOf(ipv4Src(data)), addrOf(ipv4Dst(data))
+		src, dst := addrOf(ipv4.Src(data)), addrOf(ipv4.Dst(data))
 		if !tbl.IsPeerPort(from) {
 			t.Fatalf("admitted from %v, no peer", from)
 		}
@@ -161,8 +163,8 @@ func FuzzAdmit(f *testing.F) {
 		if !localSubnet.Contains(dst) {
 			t.Fatalf("admitted destination %v, not in %v", dst, localSubnet)
 		}
-		if data[offTTL] < 2 {
-			t.Fatalf("admitted with TTL %d", data[offTTL])
+		if data[ipv4.OffTTL] < 2 {
+			t.Fatalf("admitted with TTL %d", data[ipv4.OffTTL])
 		}
 	})
 }
@@ -222,14 +224,14 @@ func FuzzOutbound(f *testing.F) {
 				t.Fatalf("sent a packet checkIPv4 drops: %v", drop)
 			}
 			pkt := read[:total]
-			r := fuzzTable().Lookup(ipv4Dst(pkt))
+			r := fuzzTable().Lookup(ipv4.Dst(pkt))
 			if r == nil || sent[0].to != r.Peer {
 				t.Fatalf("sent to %v, route %v", sent[0].to, r)
 			}
 			checkForwarded(t, sent[0].data, pkt)
 		}
 		if len(answers) == 1 {
-			if drop != DropNone || fuzzTable().Lookup(ipv4Dst(read)) != nil {
+			if drop != DropNone || fuzzTable().Lookup(ipv4.Dst(read)) != nil {
 				t.Fatal("answered a packet that was not routable-but-unrouted")
 			}
 			if problem := checkNetUnreachable(answers[0], read[:total]); problem != "" {
@@ -260,11 +262,11 @@ func FuzzNetUnreachable(f *testing.F) {
 		}
 		// RFC 1122 3.2.2, checked another way than answerable does.
 		hlen := int(pkt[0]&0x0f) * 4
-		src, dst := addrOf(ipv4Src(pkt)), addrOf(ipv4Dst(pkt))
+		src, dst := addrOf(ipv4.Src(pkt)), addrOf(ipv4.Dst(pkt))
 		notHost := func(a netip.Addr) bool {
 			return a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.As4()[0] >= 240
 		}
-		icmpError := pkt[offProto] == icmpProto && len(pkt) > hlen &&
+		icmpError := pkt[ipv4.OffProto] == ipv4.ProtoICMP && len(pkt) > hlen &&
 			!slices.Contains([]byte{0, 8, 13, 14, 15, 16, 17, 18}, pkt[hlen])
 		fragment := binary.BigEndian.Uint16(pkt[6:])&0x1fff != 0
 		forbidden := fragment || icmpError || notHost(src) || dst.IsMulticast() || dst.As4()[0] >= 240

@@ -3,14 +3,17 @@ package engine
 import (
 	"encoding/binary"
 	"time"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // ICMP net unreachable, so that a pod's connect to a subnet no host leases
 // fails at once ("network unreachable") instead of timing out.
 const (
-	icmpProto       = 1
 	icmpDestUnreach = 3
 	icmpNetUnreach  = 0
+	icmpHeaderLen   = 8 // type, code, checksum, 4 bytes the type defines
+	icmpOffChecksum = 2
 	// icmpMaxLen keeps an ICMP error within the 576 bytes every host
 	// accepts (RFC 1812, 4.3.2.3), quoting as much of the packet as fits.
 	icmpMaxLen = 576
@@ -29,26 +32,27 @@ func netUnreachable(out, pkt []byte) int {
 	if !answerable(pkt) {
 		return 0
 	}
-	quoted := min(len(pkt), icmpMaxLen-ipv4MinHeader-8)
-	total := ipv4MinHeader + 8 + quoted
-	h := out[:ipv4MinHeader]
-	h[0] = 0x45
-	h[1] = 0xc0 // precedence: internetwork control, as Linux marks ICMP errors
-	binary.BigEndian.PutUint16(h[offTotalLen:], uint16(total))
-	binary.BigEndian.PutUint32(h[4:8], 0) // id 0, no flags, offset 0
-	h[offTTL] = 64
-	h[offProto] = icmpProto
-	binary.BigEndian.PutUint16(h[offChecksum:], 0)
-	copy(h[offSrc:offSrc+4], pkt[offDst:offDst+4])
-	copy(h[offDst:offDst+4], pkt[offSrc:offSrc+4])
-	binary.BigEndian.PutUint16(h[offChecksum:], checksum(h, 0))
+	quoted := min(len(pkt), icmpMaxLen-ipv4.MinHeaderLen-icmpHeaderLen)
+	total := ipv4.MinHeaderLen + icmpHeaderLen + quoted
+	h := out[:ipv4.MinHeaderLen]
+	h[ipv4.OffVersionIHL] = ipv4.VersionIHL5
+	h[ipv4.OffTOS] = 0xc0 // precedence: internetwork control, as Linux marks ICMP errors
+	binary.BigEndian.PutUint16(h[ipv4.OffTotalLen:], uint16(total))
+	binary.BigEndian.PutUint16(h[ipv4.OffID:], 0)
+	binary.BigEndian.PutUint16(h[ipv4.OffFlagsFrag:], 0) // no flags, offset 0
+	h[ipv4.OffTTL] = 64
+	h[ipv4.OffProto] = ipv4.ProtoICMP
+	binary.BigEndian.PutUint16(h[ipv4.OffChecksum:], 0)
+	copy(h[ipv4.OffSrc:ipv4.OffSrc+4], pkt[ipv4.OffDst:ipv4.OffDst+4])
+	copy(h[ipv4.OffDst:ipv4.OffDst+4], pkt[ipv4.OffSrc:ipv4.OffSrc+4])
+	binary.BigEndian.PutUint16(h[ipv4.OffChecksum:], ipv4.Checksum(h))
 
-	m := out[ipv4MinHeader:total]
+	m := out[ipv4.MinHeaderLen:total]
 	m[0], m[1] = icmpDestUnreach, icmpNetUnreach
-	binary.BigEndian.PutUint16(m[2:4], 0)
-	binary.BigEndian.PutUint32(m[4:8], 0)
-	copy(m[8:], pkt[:quoted])
-	binary.BigEndian.PutUint16(m[2:4], checksum(m, 0))
+	binary.BigEndian.PutUint16(m[icmpOffChecksum:], 0)
+	binary.BigEndian.PutUint32(m[icmpOffChecksum+2:], 0) // unused in a destination unreachable
+	copy(m[icmpHeaderLen:], pkt[:quoted])
+	binary.BigEndian.PutUint16(m[icmpOffChecksum:], ipv4.Checksum(m))
 	return total
 }
 
@@ -58,18 +62,18 @@ func netUnreachable(out, pkt []byte) int {
 // broadcast address, not to a source that names no single host
 // (unspecified, loopback, multicast, class E, broadcast).
 func answerable(pkt []byte) bool {
-	hlen := int(pkt[0]&0x0f) * 4
-	if binary.BigEndian.Uint16(pkt[6:8])&0x1fff != 0 {
+	hlen := ipv4.HeaderLen(pkt)
+	if binary.BigEndian.Uint16(pkt[ipv4.OffFlagsFrag:])&ipv4.FragOffsetMask != 0 {
 		return false // not the first fragment
 	}
-	src := ipv4Src(pkt)
+	src := ipv4.Src(pkt)
 	if src == 0 || src>>24 == 127 || src>>28 >= 0xe {
 		return false // unspecified, loopback, multicast, class E or broadcast source
 	}
-	if ipv4Dst(pkt)>>28 >= 0xe {
+	if ipv4.Dst(pkt)>>28 >= 0xe {
 		return false // to a multicast, class E or broadcast address
 	}
-	if pkt[offProto] == icmpProto && len(pkt) > hlen {
+	if pkt[ipv4.OffProto] == ipv4.ProtoICMP && len(pkt) > hlen {
 		switch pkt[hlen] { // ICMP type: answer queries only, never errors
 		case 0, 8, 13, 14, 15, 16, 17, 18:
 		default:

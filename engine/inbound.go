@@ -5,6 +5,8 @@ import (
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/tun"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // inbound carries datagrams from the peers to a TUN queue: receive a batch
@@ -120,10 +122,10 @@ func (e *Engine) admitReceived(t *Table, m *encap.Message) (int, Drop) {
 // port is some other process on that host (or one of its pods, masqueraded
 // to its address) and may not speak for the peer's pods.
 func (e *Engine) admit(t *Table, pkt []byte, from netip.AddrPort) (int, Drop) {
-	if len(pkt) < ipv4MinHeader {
+	if len(pkt) < ipv4.MinHeaderLen {
 		return 0, DropTruncated
 	}
-	owner := t.Lookup(ipv4Src(pkt))
+	owner := t.Lookup(ipv4.Src(pkt))
 	spoofed := owner == nil || owner.Peer != from
 	if spoofed {
 		switch {
@@ -139,9 +141,9 @@ func (e *Engine) admit(t *Table, pkt []byte, from netip.AddrPort) (int, Drop) {
 		return 0, drop
 	case spoofed:
 		return 0, DropSpoofedSource
-	case !e.inSubnet(ipv4Dst(pkt)):
+	case !e.inSubnet(ipv4.Dst(pkt)):
 		return 0, DropNotLocal
-	case pkt[offTTL] <= 1:
+	case pkt[ipv4.OffTTL] <= 1:
 		return 0, DropTTLExpired
 	}
 	return total, DropNone

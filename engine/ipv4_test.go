@@ -2,81 +2,12 @@ package engine
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"testing"
 
-	"github.com/gopacket/gopacket"
+	"github.com/weft-dev/weft/ipv4"
 )
-
-func TestChecksumVectors(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		hex  string
-		want uint16
-	}{
-		// RFC 1071 4.1's example bytes: their one's-complement sum is 0xddf2.
-		{"RFC 1071 example", "0001f203f4f5f6f7", ^uint16(0xddf2)},
-		// An odd length: the last byte is padded with a zero on the right.
-		// 0xddf2 + 0xab00 = 0x188f2, folded 0x88f3.
-		{"odd length", "0001f203f4f5f6f7ab", ^uint16(0x88f3)},
-		{"empty", "", 0xffff},
-		{"zeros", "00000000", 0xffff},
-		{"all ones", "ffffffff", 0x0000},
-		// The textbook header (Wikipedia, "IPv4 header checksum"), checksum field zeroed.
-		{"IPv4 header", "450000730000400040110000c0a80001c0a800c7", 0xb861},
-		// h1 -> h2, the first datagram of the flannel underlay recording: the
-		// outer header flanneld's kernel wrote, checksum field zeroed.
-		{"flannel outer header", "45000070509b400040110000c0000201c0000202", 0x65de},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := hex.DecodeString(tc.hex)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := checksum(b, 0); got != tc.want {
-				t.Errorf("checksum = %#04x, want %#04x", got, tc.want)
-			}
-			if got := refChecksum(b); got != tc.want {
-				t.Errorf("oracle refChecksum = %#04x, want %#04x: the oracle is wrong", got, tc.want)
-			}
-			if got := gopacket.FoldChecksum(gopacket.ComputeChecksum(b, 0)); got != tc.want {
-				t.Errorf("gopacket = %#04x, want %#04x", got, tc.want)
-			}
-			// With the checksum in place, a header sums to zero.
-			if len(b) == 20 {
-				binary.BigEndian.PutUint16(b[offChecksum:], tc.want)
-				if got := checksum(b, 0); got != 0 {
-					t.Errorf("header with its checksum sums to %#04x, want 0", got)
-				}
-			}
-		})
-	}
-}
-
-// TestChecksumRandom compares checksum with the oracle on random data of
-// every length up to 64 bytes and some long ones.
-func TestChecksumRandom(t *testing.T) {
-	rng := rand.New(rand.NewPCG(4, 4))
-	buf := make([]byte, 65535)
-	for i := range 20000 {
-		n := i % 65
-		if i%500 == 0 {
-			n = rng.IntN(len(buf) + 1)
-		}
-		b := buf[:n]
-		for j := range b {
-			b[j] = byte(rng.Uint32())
-			if i%7 == 0 {
-				b[j] |= 0xf0 // many carries
-			}
-		}
-		if got, want := checksum(b, 0), refChecksum(b); got != want {
-			t.Fatalf("checksum(% x) = %#04x, oracle %#04x", b, got, want)
-		}
-	}
-}
 
 // TestChecksumFlannelCapture checks every header of the flannel recording,
 // outer and inner: each sums to zero, and recomputing its checksum gives the
@@ -92,9 +23,9 @@ func TestChecksumFlannelCapture(t *testing.T) {
 				t.Fatalf("datagram %d %s: checkIPv4 = %d, %v; want %d, none", i, h.name, total, drop, len(h.p))
 			}
 			hdr := append([]byte(nil), h.p[:int(h.p[0]&0xf)*4]...)
-			stored := binary.BigEndian.Uint16(hdr[offChecksum:])
-			binary.BigEndian.PutUint16(hdr[offChecksum:], 0)
-			if got := checksum(hdr, 0); got != stored {
+			stored := binary.BigEndian.Uint16(hdr[ipv4.OffChecksum:])
+			binary.BigEndian.PutUint16(hdr[ipv4.OffChecksum:], 0)
+			if got := ipv4.Checksum(hdr); got != stored {
 				t.Fatalf("datagram %d %s: checksum = %#04x, the kernel wrote %#04x", i, h.name, got, stored)
 			}
 		}
@@ -110,7 +41,7 @@ func randomHeader(rng *rand.Rand, hdr []byte) []byte {
 		hdr[i] = byte(rng.Uint32())
 	}
 	hdr[0] = 0x40 | byte(ihl)
-	hdr[offTTL] = byte(2 + rng.IntN(254))
+	hdr[ipv4.OffTTL] = byte(2 + rng.IntN(254))
 	fixChecksum(hdr)
 	return hdr
 }
@@ -127,21 +58,21 @@ func TestDecrementTTL(t *testing.T) {
 		t.Helper()
 		orig := append([]byte(nil), hdr...)
 		decrementTTL(hdr)
-		if hdr[offTTL] != orig[offTTL]-1 {
-			t.Fatalf("TTL %d -> %d", orig[offTTL], hdr[offTTL])
+		if hdr[ipv4.OffTTL] != orig[ipv4.OffTTL]-1 {
+			t.Fatalf("TTL %d -> %d", orig[ipv4.OffTTL], hdr[ipv4.OffTTL])
 		}
 		for i := range hdr {
-			if i != offTTL && i != offChecksum && i != offChecksum+1 && hdr[i] != orig[i] {
+			if i != ipv4.OffTTL && i != ipv4.OffChecksum && i != ipv4.OffChecksum+1 && hdr[i] != orig[i] {
 				t.Fatalf("byte %d changed: % x -> % x", i, orig, hdr)
 			}
 		}
-		if s := checksum(hdr, 0); s != 0 {
+		if s := ipv4.Checksum(hdr); s != 0 {
 			t.Fatalf("header % x does not sum to 0 after decrementTTL (%#04x)", hdr, s)
 		}
-		got := binary.BigEndian.Uint16(hdr[offChecksum:])
-		binary.BigEndian.PutUint16(hdr[offChecksum:], 0)
+		got := binary.BigEndian.Uint16(hdr[ipv4.OffChecksum:])
+		binary.BigEndian.PutUint16(hdr[ipv4.OffChecksum:], 0)
 		want := refChecksum(hdr)
-		binary.BigEndian.PutUint16(hdr[offChecksum:], got)
+		binary.BigEndian.PutUint16(hdr[ipv4.OffChecksum:], got)
 		if got != want {
 			t.Fatalf("header % x (was % x): incremental checksum %#04x, recomputed %#04x", hdr, orig, got, want)
 		}
@@ -161,7 +92,7 @@ func TestDecrementTTL(t *testing.T) {
 			seen := make(map[uint16]bool, 1<<16)
 			for id := range 1 << 16 {
 				hdr := ipv4Packet(ipv4Spec{src: pod1, dst: pod2, proto: 6, ttl: ttl, id: uint16(id), frag: 0x4000})
-				seen[binary.BigEndian.Uint16(hdr[offChecksum:])] = true
+				seen[binary.BigEndian.Uint16(hdr[ipv4.OffChecksum:])] = true
 				check(t, hdr)
 			}
 			// All but -0: a recomputed checksum is never 0xffff.
@@ -184,11 +115,11 @@ func TestDecrementTTL(t *testing.T) {
 				// Find the ID that gives this checksum.
 				for id := range 1 << 16 {
 					hdr := ipv4Packet(ipv4Spec{src: pod2, dst: pod1, proto: 1, ttl: 64, id: uint16(id)})
-					if binary.BigEndian.Uint16(hdr[offChecksum:]) != tc.before {
+					if binary.BigEndian.Uint16(hdr[ipv4.OffChecksum:]) != tc.before {
 						continue
 					}
 					check(t, hdr)
-					if got := binary.BigEndian.Uint16(hdr[offChecksum:]); got != tc.after {
+					if got := binary.BigEndian.Uint16(hdr[ipv4.OffChecksum:]); got != tc.after {
 						t.Fatalf("checksum %#04x -> %#04x, want %#04x", tc.before, got, tc.after)
 					}
 					return
@@ -201,15 +132,15 @@ func TestDecrementTTL(t *testing.T) {
 		// recomputed value.
 		for id := range 1 << 16 {
 			hdr := ipv4Packet(ipv4Spec{src: pod2, dst: pod1, proto: 1, ttl: 64, id: uint16(id)})
-			if binary.BigEndian.Uint16(hdr[offChecksum:]) != 0 {
+			if binary.BigEndian.Uint16(hdr[ipv4.OffChecksum:]) != 0 {
 				continue
 			}
-			binary.BigEndian.PutUint16(hdr[offChecksum:], 0xffff)
+			binary.BigEndian.PutUint16(hdr[ipv4.OffChecksum:], 0xffff)
 			if _, drop := checkIPv4(hdr, true); drop != DropNone {
 				t.Fatalf("header with checksum -0 (0xffff): %v", drop)
 			}
 			check(t, hdr)
-			if got := binary.BigEndian.Uint16(hdr[offChecksum:]); got != 0x0100 {
+			if got := binary.BigEndian.Uint16(hdr[ipv4.OffChecksum:]); got != 0x0100 {
 				t.Fatalf("checksum 0xffff -> %#04x, want 0x0100", got)
 			}
 			return
@@ -242,8 +173,8 @@ func TestCheckIPv4(t *testing.T) {
 			for id := range 1 << 16 {
 				binary.BigEndian.PutUint16(p[4:], uint16(id))
 				fixChecksum(p)
-				if p[offChecksum] == 0 && p[offChecksum+1] == 0 {
-					p[offChecksum], p[offChecksum+1] = 0xff, 0xff
+				if p[ipv4.OffChecksum] == 0 && p[ipv4.OffChecksum+1] == 0 {
+					p[ipv4.OffChecksum], p[ipv4.OffChecksum+1] = 0xff, 0xff
 					return
 				}
 			}
@@ -269,11 +200,11 @@ func TestCheckIPv4(t *testing.T) {
 		{"total length beyond the bytes", valid[:len(valid)-1], true, 0, DropBadTotalLen},
 		{"total length 65535", with(valid, func(p []byte) { p[2], p[3] = 0xff, 0xff; fixChecksum(p) }), false, 0, DropBadTotalLen},
 
-		{"checksum off by one", with(valid, func(p []byte) { p[offChecksum+1]++ }), true, 0, DropBadChecksum},
-		{"checksum zeroed", with(valid, func(p []byte) { p[offChecksum], p[offChecksum+1] = 0, 0 }), true, 0, DropBadChecksum},
-		{"TTL changed, checksum not", with(valid, func(p []byte) { p[offTTL]-- }), true, 0, DropBadChecksum},
+		{"checksum off by one", with(valid, func(p []byte) { p[ipv4.OffChecksum+1]++ }), true, 0, DropBadChecksum},
+		{"checksum zeroed", with(valid, func(p []byte) { p[ipv4.OffChecksum], p[ipv4.OffChecksum+1] = 0, 0 }), true, 0, DropBadChecksum},
+		{"TTL changed, checksum not", with(valid, func(p []byte) { p[ipv4.OffTTL]-- }), true, 0, DropBadChecksum},
 		{"bad option byte", with(withOptions, func(p []byte) { p[21]++ }), true, 0, DropBadChecksum},
-		{"bad checksum, unverified", with(valid, func(p []byte) { p[offChecksum]++ }), false, len(valid), DropNone},
+		{"bad checksum, unverified", with(valid, func(p []byte) { p[ipv4.OffChecksum]++ }), false, len(valid), DropNone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			total, drop := checkIPv4(tc.pkt, tc.verify)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/tun"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // outbound carries packets from a TUN queue to the peers: read a batch,
@@ -97,7 +99,7 @@ func (o *outbound) step() error {
 		if o.gsoDev != nil && o.gso[i].Kind == tun.GSOInvalid {
 			drop = DropBadGSO
 		}
-		if drop == DropNone && !o.e.inSubnet(ipv4Src(pkt)) {
+		if drop == DropNone && !o.e.inSubnet(ipv4.Src(pkt)) {
 			// Not from one of our pods: no answer either, it would go
 			// to an address that is not ours.
 			drop = DropForeignSource
@@ -105,7 +107,7 @@ func (o *outbound) step() error {
 		var r *Route
 		if drop == DropNone {
 			pkt = pkt[:total]
-			r = table.Lookup(ipv4Dst(pkt))
+			r = table.Lookup(ipv4.Dst(pkt))
 			switch {
 			case r == nil:
 				drop = DropNoRoute
@@ -117,7 +119,7 @@ func (o *outbound) step() error {
 						replies = append(replies, buf[:tun.Headroom+m])
 					}
 				}
-			case pkt[offTTL] <= 1:
+			case pkt[ipv4.OffTTL] <= 1:
 				drop = DropTTLExpired
 			}
 		}

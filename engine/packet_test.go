@@ -12,6 +12,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // The hosts of the tests, as in the flannel recording (testdata/flannel at the top of the repo):
@@ -50,7 +52,7 @@ type ipv4Spec struct {
 
 // ipv4Packet builds a packet with a correct header checksum.
 func ipv4Packet(s ipv4Spec) []byte {
-	hlen := ipv4MinHeader + len(s.options)
+	hlen := ipv4.MinHeaderLen + len(s.options)
 	p := make([]byte, hlen+len(s.payload))
 	p[0] = 0x40 | byte(hlen/4)
 	p[1] = s.tos
@@ -84,14 +86,14 @@ func icmpPacket(src, dst netip.Addr, typ, code byte) []byte {
 	m := make([]byte, 16)
 	m[0], m[1] = typ, code
 	binary.BigEndian.PutUint16(m[2:], refChecksum(m))
-	return ipv4Packet(ipv4Spec{src: src, dst: dst, proto: icmpProto, ttl: 64, payload: m})
+	return ipv4Packet(ipv4Spec{src: src, dst: dst, proto: ipv4.ProtoICMP, ttl: 64, payload: m})
 }
 
 // fixChecksum rewrites the header checksum of p from scratch.
 func fixChecksum(p []byte) {
 	hlen := int(p[0]&0x0f) * 4
-	binary.BigEndian.PutUint16(p[offChecksum:], 0)
-	binary.BigEndian.PutUint16(p[offChecksum:], refChecksum(p[:hlen]))
+	binary.BigEndian.PutUint16(p[ipv4.OffChecksum:], 0)
+	binary.BigEndian.PutUint16(p[ipv4.OffChecksum:], refChecksum(p[:hlen]))
 }
 
 // with returns a copy of p changed by edit, for table entries derived from a
@@ -251,9 +253,9 @@ func checkNetUnreachable(answer, orig []byte) string {
 		return "answer TTL 0"
 	case ip.Flags&layers.IPv4MoreFragments != 0 || ip.FragOffset != 0:
 		return "answer is a fragment"
-	case !ip.SrcIP.Equal(orig[offDst : offDst+4]):
+	case !ip.SrcIP.Equal(orig[ipv4.OffDst : ipv4.OffDst+4]):
 		return "answer source is not the original destination"
-	case !ip.DstIP.Equal(orig[offSrc : offSrc+4]):
+	case !ip.DstIP.Equal(orig[ipv4.OffSrc : ipv4.OffSrc+4]):
 		return "answer destination is not the original source"
 	case icmp.TypeCode != layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet):
 		return "answer is " + icmp.TypeCode.String() + ", not net unreachable"

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/encap"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // Per-route counters, for `weft routes`. A Route stays a plain value (the
@@ -183,10 +185,10 @@ func (rt *routeTracker) countSent(msgs []encap.Message) {
 		if len(hdr) == 0 {
 			hdr = m.Buf
 		}
-		if len(hdr) < ipv4MinHeader {
+		if len(hdr) < ipv4.MinHeaderLen {
 			continue
 		}
-		addr, size := ipv4Dst(hdr), len(m.Head)+len(m.Buf)
+		addr, size := ipv4.Dst(hdr), len(m.Head)+len(m.Buf)
 		if j := b.match(addr); j >= 0 {
 			b.packets[j]++
 			b.bytes[j] += uint64(size)
@@ -207,14 +209,14 @@ func (rt *routeTracker) countReceived(bufs [][]byte, offset int) {
 	var b batchRoutes
 	for _, buf := range bufs {
 		pkt := buf[offset:]
-		if len(pkt) < ipv4MinHeader {
+		if len(pkt) < ipv4.MinHeaderLen {
 			continue
 		}
-		if j := b.match(ipv4Src(pkt)); j >= 0 {
+		if j := b.match(ipv4.Src(pkt)); j >= 0 {
 			b.packets[j]++
 			b.bytes[j] += uint64(len(pkt))
 		} else {
-			b.addSlow(rc, ipv4Src(pkt), len(pkt), true)
+			b.addSlow(rc, ipv4.Src(pkt), len(pkt), true)
 		}
 	}
 	b.flush(true)

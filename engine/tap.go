@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weft-dev/weft/control"
 )
 
 // The packet tap: `weft dump` sees packets at the stages of the data path
@@ -27,18 +29,19 @@ const (
 	numStages
 )
 
-var stageNames = [numStages]string{"tun-in", "wire-out", "wire-in", "tun-out", "drop"}
-
+// String names the stage as the control protocol does: control.StageNames
+// holds the names, in the order of the constants above, so that weft dump's
+// --stage and the frames it reads speak of the same stages the engine taps.
 func (s Stage) String() string {
-	if s < numStages {
-		return stageNames[s]
+	if s < numStages && int(s) < len(control.StageNames) {
+		return control.StageNames[s]
 	}
 	return "unknown"
 }
 
 // ParseStage returns the stage named s (as Stage.String spells it).
 func ParseStage(s string) (Stage, bool) {
-	for i, n := range stageNames {
+	for i, n := range control.StageNames[:min(int(numStages), len(control.StageNames))] {
 		if n == s {
 			return Stage(i), true
 		}

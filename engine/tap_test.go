@@ -9,6 +9,9 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/weft-dev/weft/control"
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // tapLocal is the address the test sockets pretend to be bound to.
@@ -137,7 +140,7 @@ func TestTapInbound(t *testing.T) {
 	if !drop.Wire() || drop.Src != h2 || drop.Dst != tapLocal || !bytes.Equal(drop.Inner(), spoofed) {
 		t.Errorf("drop: wire %v from %v to %v; want the datagram from %v to %v", drop.Wire(), drop.Src, drop.Dst, h2, tapLocal)
 	}
-	if out := got[3].Inner(); len(out) != len(good) || out[offTTL] != good[offTTL]-1 {
+	if out := got[3].Inner(); len(out) != len(good) || out[ipv4.OffTTL] != good[ipv4.OffTTL]-1 {
 		t.Errorf("tun-out: not the packet written, TTL one less")
 	}
 }
@@ -217,7 +220,7 @@ func TestTapStagesAndMatch(t *testing.T) {
 	e := newTestEngine(t, 8)
 	dev, conn := newFakeDevice(64), boundConn{newFakeConn()}
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
-	toH3 := func(pkt []byte, _, _ netip.AddrPort) bool { return ipv4Dst(pkt) == u32(pod3) }
+	toH3 := func(pkt []byte, _, _ netip.AddrPort) bool { return ipv4.Dst(pkt) == u32(pod3) }
 	onlyWire := e.StartDump(DumpConfig{Stages: StagesOf(StageWireOut), Match: toH3})
 	defer onlyWire.Close()
 	everything := e.StartDump(DumpConfig{})
@@ -348,5 +351,26 @@ func TestTapLongPacket(t *testing.T) {
 	got := drain(d)
 	if len(got) != 1 || got[0].Len != len(head)+len(body) || !bytes.Equal(got[0].Inner(), append(head, body...)) {
 		t.Fatalf("captured %d packets; want the whole segment, headers first", len(got))
+	}
+}
+
+// TestStageNames: every stage has the control protocol's name for it, and
+// the protocol names no stage the engine lacks, so that a dump's --stage
+// reaches the tap and every captured packet's stage reaches the client.
+func TestStageNames(t *testing.T) {
+	if len(control.StageNames) != int(numStages) {
+		t.Fatalf("control names %d stages, the engine has %d", len(control.StageNames), numStages)
+	}
+	for st := range numStages {
+		name := st.String()
+		if name != control.StageNames[st] {
+			t.Errorf("stage %d is %q, the protocol's %q", st, name, control.StageNames[st])
+		}
+		if got, ok := ParseStage(name); !ok || got != st {
+			t.Errorf("ParseStage(%q) = %v, %v; want %v", name, got, ok, st)
+		}
+	}
+	if _, ok := ParseStage("nowhere"); ok || numStages.String() != "unknown" {
+		t.Error("an unknown stage parsed or named")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/weft-dev/weft/tun"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // Tests of Config.ZeroCopySend and ZeroCopyReceive: super-packets from a tun.GSOReader cut into
@@ -194,8 +196,8 @@ func checkSegment(seg, orig []byte, k, off int) string {
 		return fmt.Sprintf("IP total length %d, %d bytes", ip.Length, len(seg))
 	case !headerValid(seg):
 		return "IP checksum wrong"
-	case ip.TTL != orig[offTTL]-1:
-		return fmt.Sprintf("TTL %d, want %d", ip.TTL, orig[offTTL]-1)
+	case ip.TTL != orig[ipv4.OffTTL]-1:
+		return fmt.Sprintf("TTL %d, want %d", ip.TTL, orig[ipv4.OffTTL]-1)
 	case ip.Id != ipID(orig)+uint16(k):
 		return fmt.Sprintf("IP ID %#x, want %#x", ip.Id, ipID(orig)+uint16(k))
 	}

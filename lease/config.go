@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-)
 
-// DefaultPort is the UDP port of flannel's udp backend when the config names none.
-const DefaultPort = 8285
+	"github.com/weft-dev/weft/encap"
+)
 
 // BackendUDP is the only backend type weft implements.
 const BackendUDP = "udp"
@@ -47,7 +46,7 @@ func (c Config) Fits(subnet netip.Prefix) bool {
 //     would give a host Network's own address). SubnetMax absent or 0.0.0.0: the
 //     last subnet. Given: inside Network and aligned to SubnetLen.
 //   - Backend absent, null, {} or with an empty Type: udp. Backend.Port absent or
-//     0: 8285.
+//     0: encap.DefaultPort (8285).
 //
 // Field names match case-insensitively, as in flannel (encoding/json); unknown
 // fields are ignored. Beyond flannel, weft refuses SubnetMin > SubnetMax (flannel
@@ -136,7 +135,7 @@ func ParseConfig(data []byte) (Config, error) {
 		return Config{}, fieldErr("SubnetMin", "%s is above SubnetMax %s", c.SubnetMin, c.SubnetMax)
 	}
 
-	c.Backend, c.Port = BackendUDP, DefaultPort
+	c.Backend, c.Port = BackendUDP, encap.DefaultPort
 	if !absent(raw.Backend) {
 		var be struct {
 			Type string
@@ -161,7 +160,7 @@ func ParseConfig(data []byte) (Config, error) {
 // DefaultConfigJSON is the config weft writes for a fresh network, in the form
 // flannel's documentation (and testdata/flannel/etcd-keys.txt) uses.
 func DefaultConfigJSON(network netip.Prefix) ([]byte, error) {
-	b := fmt.Appendf(nil, `{"Network":%q,"SubnetLen":24,"Backend":{"Type":"udp","Port":%d}}`, network.String(), DefaultPort)
+	b := fmt.Appendf(nil, `{"Network":%q,"SubnetLen":24,"Backend":{"Type":"udp","Port":%d}}`, network.String(), encap.DefaultPort)
 	if _, err := ParseConfig(b); err != nil {
 		return nil, fmt.Errorf("default config for %s: %w", network, err)
 	}

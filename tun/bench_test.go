@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // benchMSS is the MSS of a pod behind weft: the TUN MTU (1500 - 28) less
@@ -23,7 +25,7 @@ func benchSuper() ([]byte, GSO) {
 		seq: 1, ack: 2, flags: flagACK | flagPSH, window: 502, ipFlags: layers.IPv4DontFragment,
 		tcpOptions: tsOptions(3, 4), payload: payload,
 	}.build()
-	binary.BigEndian.PutUint16(p[36:], fold(pseudoHeader(p, 6, len(p)-20)))
+	binary.BigEndian.PutUint16(p[36:], ipv4.Fold(ipv4.PseudoHeaderSum(p, 6, len(p)-20)))
 	return p, GSO{Kind: GSOTCPv4, SegmentSize: benchMSS, NeedsCsum: true, CsumStart: 20, CsumOffset: 16}
 }
 
@@ -75,13 +77,13 @@ func splitCopy(in []byte, g GSO, bufs [][]byte, offset int) int {
 		copy(out[hlen:], in[at:end])
 		binary.BigEndian.PutUint16(out[2:], uint16(total))
 		binary.BigEndian.PutUint16(out[4:], id+uint16(i))
-		setIPv4Checksum(out[:ihl])
+		ipv4.SetHeaderChecksum(out[:ihl])
 		binary.BigEndian.PutUint32(out[ihl+4:], seq+uint32(at-hlen))
 		if end != len(in) {
 			out[ihl+13] &^= flagFIN | flagPSH
 		}
 		out[ihl+16], out[ihl+17] = 0, 0
-		binary.BigEndian.PutUint16(out[ihl+16:], ^fold(sum(out[ihl:total], pseudoHeader(out, 6, total-ihl))))
+		binary.BigEndian.PutUint16(out[ihl+16:], ^ipv4.Fold(ipv4.Sum(out[ihl:total], ipv4.PseudoHeaderSum(out, 6, total-ihl))))
 		i++
 	}
 	return i
@@ -113,20 +115,6 @@ func BenchmarkPlanRuns(b *testing.B) {
 		runs = planRuns(bufs, Headroom, runs[:0], true)
 		if len(runs) != 1 {
 			b.Fatalf("%d runs", len(runs))
-		}
-	}
-}
-
-// BenchmarkSum sums one full-size packet.
-func BenchmarkSum(b *testing.B) {
-	p := make([]byte, 1472)
-	for i := range p {
-		p[i] = byte(i)
-	}
-	b.SetBytes(int64(len(p)))
-	for b.Loop() {
-		if fold(sum(p, 0)) == 0 {
-			b.Fatal("zero sum")
 		}
 	}
 }

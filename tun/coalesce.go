@@ -1,6 +1,10 @@
 package tun
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/weft-dev/weft/ipv4"
+)
 
 // run is a stretch of packets written to the TUN as one: a single packet,
 // or TCP segments (or UDP datagrams) of one flow, in order, coalesced into
@@ -14,50 +18,61 @@ type run struct {
 }
 
 // maxSuperPacket is the largest IPv4 packet: a coalesced run stays within it.
-const maxSuperPacket = 65535
+const maxSuperPacket = ipv4.MaxPacketLen
+
+// udpHeaders is the header length of the UDP datagrams a run may join:
+// IPv4 without options, then UDP.
+const udpHeaders = ipv4.MinHeaderLen + ipv4.UDPHeaderLen
 
 // planRuns splits the packets bufs[i][offset:] into runs, appended to runs.
 // Segments join a run under the rules Linux's TCP GRO applies, so that the
 // kernel cutting the super-packet again gives back the same segments: same
 // addresses, ports, TOS, TTL and header bytes (options included) but for
-// sequence number, IP ID and checksums; sequence numbers contiguous; every
-// segment full size but the last; ACK alone on all but the last, which may
-// add PSH; TCP checksums valid, for the kernel makes the super-packet's anew
-// and would hide a corrupt segment.
+// sequence number, IP ID and checksums; sequence numbers contiguous; IP IDs
+// as inet_gro_flush wants them (see ipIDs); every segment full size but the
+// last; ACK alone on all but the last, which may add PSH; TCP checksums
+// valid, for the kernel makes the super-packet's anew and would hide a
+// corrupt segment.
 //
 // With udp, datagrams of one flow join a run too, as Linux's UDP GRO joins
-// them for a socket that asks for it (udp_gro_receive): same addresses,
-// ports, TOS, TTL and DF; every payload the first's size but the last's
-// (not larger); checksums valid or absent. The kernel cuts the super-packet
-// (USO) where it must, at the latest for the receiving socket.
+// them for a socket that asks for it (udp_gro_receive_segment): same
+// addresses, ports, TOS, TTL and DF; IP IDs as for TCP; every payload the
+// first's size but the last's (not larger); checksums present and valid.
+// The kernel cuts the super-packet (USO) where it must, at the latest for
+// the receiving socket.
+//
+// No packet with the reserved IP flag joins a run: inet_gro_receive flushes
+// it, as it does a fragment.
 func planRuns(bufs [][]byte, offset int, runs []run, udp bool) []run {
 	for i := 0; i < len(bufs); {
 		r := run{start: i, end: i + 1}
 		first := bufs[i][offset:]
-		if ihl, hlen, plen, ok := tcpSegment(first); ok && plen > 0 && first[ihl+13] == tcpACK {
+		if ihl, hlen, plen, ok := tcpSegment(first); ok && plen > 0 && first[ihl+ipv4.TCPOffFlags] == ipv4.TCPFlagACK {
 			r.ihl, r.hlen, r.segment, r.payload = ihl, hlen, plen, plen
-			prev := first
+			prev, ids := first, newIPIDs(first)
 			for j := i + 1; j < len(bufs) && j-i < MaxSegments; j++ {
 				next := bufs[j][offset:]
 				_, nh, np, ok := tcpSegment(next)
 				if !ok || nh != hlen || np == 0 || np > r.segment ||
-					hlen+r.payload+np > maxSuperPacket || !follows(prev, next, ihl, hlen) ||
+					hlen+r.payload+np > maxSuperPacket || !follows(prev, next, ihl, hlen) || !ids.accept(next, j-i) ||
 					!tcpChecksumOK(next, ihl) || (j == i+1 && !tcpChecksumOK(first, ihl)) {
 					break
 				}
 				r.end = j + 1
 				r.payload += np
-				if np < r.segment || next[ihl+13] != tcpACK {
+				if np < r.segment || next[ihl+ipv4.TCPOffFlags] != ipv4.TCPFlagACK {
 					break // a short or PSH segment ends the run
 				}
 				prev = next
 			}
 		} else if plen, ok := udpDatagram(first); udp && ok {
-			r.udp, r.ihl, r.hlen, r.segment, r.payload = true, 20, 28, plen, plen
+			r.udp, r.ihl, r.hlen, r.segment, r.payload = true, ipv4.MinHeaderLen, udpHeaders, plen, plen
+			ids := newIPIDs(first)
 			for j := i + 1; j < len(bufs) && j-i < MaxSegments; j++ {
 				next := bufs[j][offset:]
 				np, ok := udpDatagram(next)
-				if !ok || np > r.segment || 28+r.payload+np > maxSuperPacket || !sameUDPFlow(first, next) ||
+				if !ok || np > r.segment || udpHeaders+r.payload+np > maxSuperPacket || !sameUDPFlow(first, next) ||
+					!ids.accept(next, j-i) ||
 					!udpChecksumOK(next) || (j == i+1 && !udpChecksumOK(first)) {
 					break
 				}
@@ -84,99 +99,149 @@ func planRuns(bufs [][]byte, offset int, runs []run, udp bool) []run {
 func (r run) header(h, first, last []byte) []byte {
 	h = h[:r.hlen]
 	copy(h, first[:r.hlen])
-	binary.BigEndian.PutUint16(h[2:4], uint16(r.hlen+r.payload))
-	setIPv4Checksum(h[:r.ihl])
+	binary.BigEndian.PutUint16(h[ipv4.OffTotalLen:], uint16(r.hlen+r.payload))
+	ipv4.SetHeaderChecksum(h[:r.ihl])
 	l := r.hlen - r.ihl + r.payload
+	t := h[r.ihl:]
 	if r.udp {
-		binary.BigEndian.PutUint16(h[r.ihl+4:], uint16(l))
-		binary.BigEndian.PutUint16(h[r.ihl+6:], fold(pseudoHeader(h, 17, l)))
+		binary.BigEndian.PutUint16(t[ipv4.UDPOffLen:], uint16(l))
+		binary.BigEndian.PutUint16(t[ipv4.UDPOffChecksum:], ipv4.Fold(ipv4.PseudoHeaderSum(h, ipv4.ProtoUDP, l)))
 		return h
 	}
-	h[r.ihl+13] |= last[r.ihl+13] & tcpPSH
-	binary.BigEndian.PutUint16(h[r.ihl+16:], fold(pseudoHeader(h, 6, l)))
+	t[ipv4.TCPOffFlags] |= last[r.ihl+ipv4.TCPOffFlags] & ipv4.TCPFlagPSH
+	binary.BigEndian.PutUint16(t[ipv4.TCPOffChecksum:], ipv4.Fold(ipv4.PseudoHeaderSum(h, ipv4.ProtoTCP, l)))
 	return h
 }
 
-const (
-	tcpACK = 0x10
-	tcpPSH = 0x08
-)
+// tcpHeaders is the shortest header of the TCP segments a run may join:
+// IPv4 without options, then TCP.
+const tcpHeaders = ipv4.MinHeaderLen + ipv4.TCPMinHeaderLen
+
+// unfragmented reports whether the IPv4 packet p is whole (neither MF nor
+// a fragment offset) and without the reserved flag, which inet_gro_receive
+// will not coalesce either.
+func unfragmented(p []byte) bool {
+	return binary.BigEndian.Uint16(p[ipv4.OffFlagsFrag:])&(ipv4.FlagReserved|ipv4.FlagMF|ipv4.FragOffsetMask) == 0
+}
+
+// ipIDs checks the IP IDs of a run's packets as Linux's GRO does
+// (inet_gro_flush; before Linux 6.10, inet_gro_receive's flush_id): each
+// packet's ID is the first's plus its place in the run, for the kernel's
+// GSO numbers the segments it cuts that way. Where DF is set (RFC 6864: the
+// ID of an atomic datagram means nothing) the ID may instead stay the
+// first's throughout; the second packet decides which of the two a run is.
+// The virtio-net header cannot say that a run kept one ID (Linux marks it
+// SKB_GSO_TCP_FIXEDID), so the kernel numbers the segments it cuts from
+// such a run up from the first's: with DF set, nothing reassembles by them.
+type ipIDs struct {
+	first uint16 // the first packet's ID
+	df    bool   // the first packet has DF; sameIPv4Flow makes the rest alike
+	fixed bool   // the run keeps one ID
+}
+
+func newIPIDs(first []byte) ipIDs {
+	return ipIDs{
+		first: binary.BigEndian.Uint16(first[ipv4.OffID:]),
+		df:    binary.BigEndian.Uint16(first[ipv4.OffFlagsFrag:])&ipv4.FlagDF != 0,
+	}
+}
+
+// accept reports whether next may be packet k (k >= 1) of the run.
+func (c *ipIDs) accept(next []byte, k int) bool {
+	off := binary.BigEndian.Uint16(next[ipv4.OffID:]) - c.first
+	if k == 1 {
+		c.fixed = c.df && off == 0
+	}
+	if c.fixed {
+		return off == 0
+	}
+	return off == uint16(k)
+}
+
+// totalLenIs reports whether the IPv4 total length of p is n.
+func totalLenIs(p []byte, n int) bool {
+	return int(binary.BigEndian.Uint16(p[ipv4.OffTotalLen:])) == n
+}
 
 // tcpSegment checks that p is an unfragmented TCP/IPv4 packet without IP
 // options whose length fields agree with len(p), and returns its header
 // lengths and payload length.
 func tcpSegment(p []byte) (ihl, hlen, plen int, ok bool) {
-	if len(p) < 40 || p[0] != 0x45 || p[9] != 6 {
+	if len(p) < tcpHeaders || p[ipv4.OffVersionIHL] != ipv4.VersionIHL5 || p[ipv4.OffProto] != ipv4.ProtoTCP ||
+		!unfragmented(p) || !totalLenIs(p, len(p)) {
 		return 0, 0, 0, false
 	}
-	if binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 { // MF or a fragment offset
+	ihl = ipv4.MinHeaderLen
+	thl := ipv4.TCPHeaderLen(p[ihl:])
+	if thl < ipv4.TCPMinHeaderLen || ihl+thl > len(p) {
 		return 0, 0, 0, false
 	}
-	if int(binary.BigEndian.Uint16(p[2:4])) != len(p) {
-		return 0, 0, 0, false
-	}
-	thl := int(p[20+12]>>4) * 4
-	if thl < 20 || 20+thl > len(p) {
-		return 0, 0, 0, false
-	}
-	return 20, 20 + thl, len(p) - 20 - thl, true
+	return ihl, ihl + thl, len(p) - ihl - thl, true
 }
 
 // tcpChecksumOK reports whether the TCP checksum of the segment p is right.
 func tcpChecksumOK(p []byte, ihl int) bool {
-	return fold(sum(p[ihl:], pseudoHeader(p, 6, len(p)-ihl))) == 0xffff
+	return ipv4.Fold(ipv4.Sum(p[ihl:], ipv4.PseudoHeaderSum(p, ipv4.ProtoTCP, len(p)-ihl))) == 0xffff
 }
 
 // follows reports whether next continues prev's flow right where prev ends.
 func follows(prev, next []byte, ihl, hlen int) bool {
-	if prev[1] != next[1] || prev[8] != next[8] || // TOS, TTL
-		prev[6]&0xc0 != next[6]&0xc0 || // DF and the reserved flag
-		string(prev[12:20]) != string(next[12:20]) { // addresses
+	if !sameIPv4Flow(prev, next) {
 		return false
 	}
 	pt, nt := prev[ihl:hlen], next[ihl:hlen]
-	if string(pt[0:4]) != string(nt[0:4]) || // ports
-		string(pt[8:12]) != string(nt[8:12]) || // ACK number
-		pt[12] != nt[12] || // data offset
-		nt[13]&^tcpPSH != tcpACK || // flags: ACK, maybe PSH
-		string(pt[14:16]) != string(nt[14:16]) || // window
-		string(pt[18:]) != string(nt[18:]) { // urgent pointer and options
+	if string(pt[ipv4.TCPOffSrcPort:ipv4.TCPOffSeq]) != string(nt[ipv4.TCPOffSrcPort:ipv4.TCPOffSeq]) || // ports
+		string(pt[ipv4.TCPOffAck:ipv4.TCPOffDataOffset]) != string(nt[ipv4.TCPOffAck:ipv4.TCPOffDataOffset]) || // ACK number
+		pt[ipv4.TCPOffDataOffset] != nt[ipv4.TCPOffDataOffset] ||
+		nt[ipv4.TCPOffFlags]&^ipv4.TCPFlagPSH != ipv4.TCPFlagACK || // ACK, maybe PSH
+		string(pt[ipv4.TCPOffWindow:ipv4.TCPOffChecksum]) != string(nt[ipv4.TCPOffWindow:ipv4.TCPOffChecksum]) ||
+		string(pt[ipv4.TCPOffUrgent:]) != string(nt[ipv4.TCPOffUrgent:]) { // urgent pointer and options
 		return false
 	}
-	pseq := binary.BigEndian.Uint32(pt[4:8])
-	nseq := binary.BigEndian.Uint32(nt[4:8])
+	pseq := binary.BigEndian.Uint32(pt[ipv4.TCPOffSeq:])
+	nseq := binary.BigEndian.Uint32(nt[ipv4.TCPOffSeq:])
 	return nseq == pseq+uint32(len(prev)-hlen)
+}
+
+// sameIPv4Flow reports whether a and b have the IPv4 header fields alike
+// that the kernel's GSO copies to every segment: TOS, TTL, DF and the
+// reserved flag, addresses.
+func sameIPv4Flow(a, b []byte) bool {
+	const flags = (ipv4.FlagReserved | ipv4.FlagDF) >> 8 // in the word's first byte
+	return a[ipv4.OffTOS] == b[ipv4.OffTOS] && a[ipv4.OffTTL] == b[ipv4.OffTTL] &&
+		a[ipv4.OffFlagsFrag]&flags == b[ipv4.OffFlagsFrag]&flags &&
+		string(a[ipv4.OffSrc:ipv4.OffDst+4]) == string(b[ipv4.OffSrc:ipv4.OffDst+4])
 }
 
 // udpDatagram checks that p is an unfragmented UDP/IPv4 datagram without IP
 // options, with a payload, whose length fields agree with len(p), and
 // returns its payload length.
 func udpDatagram(p []byte) (plen int, ok bool) {
-	if len(p) <= 28 || p[0] != 0x45 || p[9] != 17 {
+	if len(p) <= udpHeaders || p[ipv4.OffVersionIHL] != ipv4.VersionIHL5 || p[ipv4.OffProto] != ipv4.ProtoUDP ||
+		!unfragmented(p) || !totalLenIs(p, len(p)) ||
+		int(binary.BigEndian.Uint16(p[ipv4.MinHeaderLen+ipv4.UDPOffLen:])) != len(p)-ipv4.MinHeaderLen {
 		return 0, false
 	}
-	if binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 { // MF or a fragment offset
-		return 0, false
-	}
-	if int(binary.BigEndian.Uint16(p[2:4])) != len(p) || int(binary.BigEndian.Uint16(p[24:26])) != len(p)-20 {
-		return 0, false
-	}
-	return len(p) - 28, true
+	return len(p) - udpHeaders, true
 }
 
 // sameUDPFlow reports whether the datagrams a and b are of one flow, with
 // the IPv4 header fields the kernel's USO copies to every datagram alike.
 func sameUDPFlow(a, b []byte) bool {
-	return a[1] == b[1] && a[8] == b[8] && // TOS, TTL
-		a[6]&0xc0 == b[6]&0xc0 && // DF and the reserved flag
-		string(a[12:24]) == string(b[12:24]) // addresses and ports
+	const ports = ipv4.MinHeaderLen + ipv4.UDPOffSrcPort
+	return sameIPv4Flow(a, b) &&
+		string(a[ports:ports+4]) == string(b[ports:ports+4])
 }
 
-// udpChecksumOK reports whether the UDP checksum of p is right, or absent
-// (0: the sender computed none; the super-packet's segments get one).
+// udpChecksumOK reports whether the UDP checksum of p is present and right.
+// A datagram without one (0) joins no run, as udp_gro_receive_segment will
+// not coalesce it: USO would give every segment a checksum its sender never
+// made.
 func udpChecksumOK(p []byte) bool {
-	if p[26] == 0 && p[27] == 0 {
-		return true
+	const at = ipv4.MinHeaderLen + ipv4.UDPOffChecksum
+	if p[at] == 0 && p[at+1] == 0 {
+		return false
 	}
-	return fold(sum(p[20:], pseudoHeader(p, 17, len(p)-20))) == 0xffff
+	u := p[ipv4.MinHeaderLen:]
+	return ipv4.Fold(ipv4.Sum(u, ipv4.PseudoHeaderSum(p, ipv4.ProtoUDP, len(u)))) == 0xffff
 }

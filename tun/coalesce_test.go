@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // flowSeg is segment i of a bulk TCP flow from pod2 to pod1 as Linux sends
@@ -84,7 +86,37 @@ func TestPlanRuns(t *testing.T) {
 		f(p)
 		return p
 	}
-	udp := udpSpec{payload: make([]byte, 1000)}.build()
+	// Linux sends UDP with DF (path MTU discovery) and, for such atomic
+	// datagrams, IP ID 0 throughout: GRO takes that as a fixed ID.
+	dgram := func(s udpSpec) []byte {
+		s.ipFlags |= layers.IPv4DontFragment
+		return s.build()
+	}
+	udp := dgram(udpSpec{payload: make([]byte, 1000)})
+	// ids gives segment i the IP ID id(i) and DF or not.
+	ids := func(df bool, id func(i int) int) func(int, *tcpSpec) {
+		return func(i int, s *tcpSpec) {
+			s.id = uint16(id(i))
+			if !df {
+				s.ipFlags = 0
+			}
+		}
+	}
+	// dgrams is n datagrams of one flow, datagram i with IP ID id(i).
+	dgrams := func(n int, df bool, id func(i int) int) [][]byte {
+		var ps [][]byte
+		for i := range n {
+			s := udpSpec{id: uint16(id(i)), payload: make([]byte, 1000)}
+			if df {
+				s.ipFlags = layers.IPv4DontFragment
+			}
+			ps = append(ps, s.build())
+		}
+		return ps
+	}
+	noCsum := func(p []byte) []byte {
+		return mangle(p, func(p []byte) { p[26], p[27] = 0, 0 })
+	}
 	tests := []struct {
 		name string
 		pkts [][]byte
@@ -156,15 +188,38 @@ func TestPlanRuns(t *testing.T) {
 		{"IP options", build(flowSegs(3, func(_ int, s *tcpSpec) { s.ipOptions = raOption })), []int{1, 1, 1}},
 		{"UDP in the middle", raw(seg(0), udp, seg(1), seg(2)), []int{1, 1, 2}},
 		{"UDP datagrams of one flow", raw(udp, udp, udp), []int{3}},
-		{"UDP, the last short", raw(udp, udp, udpSpec{payload: make([]byte, 10)}.build()), []int{3}},
-		{"UDP, a short one in the middle", raw(udp, udpSpec{payload: make([]byte, 10)}.build(), udp), []int{2, 1}},
-		{"UDP, a longer one after a shorter first", raw(udpSpec{payload: make([]byte, 10)}.build(), udp, udp), []int{1, 2}},
-		{"UDP, another port", raw(udp, udpSpec{dport: 9, payload: make([]byte, 1000)}.build()), []int{1, 1}},
-		{"UDP, another destination", raw(udp, udpSpec{dst: pod3, payload: make([]byte, 1000)}.build()), []int{1, 1}},
+		{"UDP, the last short", raw(udp, udp, dgram(udpSpec{payload: make([]byte, 10)})), []int{3}},
+		{"UDP, a short one in the middle", raw(udp, dgram(udpSpec{payload: make([]byte, 10)}), udp), []int{2, 1}},
+		{"UDP, a longer one after a shorter first", raw(dgram(udpSpec{payload: make([]byte, 10)}), udp, udp), []int{1, 2}},
+		{"UDP, another port", raw(udp, dgram(udpSpec{dport: 9, payload: make([]byte, 1000)})), []int{1, 1}},
+		{"UDP, another destination", raw(udp, dgram(udpSpec{dst: pod3, payload: make([]byte, 1000)})), []int{1, 1}},
+		{"UDP, DF on one only", raw(udp, udpSpec{payload: make([]byte, 1000)}.build()), []int{1, 1}},
 		{"UDP, a bad checksum", raw(udp, mangle(udp, func(p []byte) { p[100] ^= 1 }), udp, udp), []int{1, 1, 2}},
-		{"UDP, no checksum", raw(udp, mangle(udp, func(p []byte) { p[26], p[27] = 0, 0 })), []int{2}},
-		{"UDP, another TTL", raw(udp, mangle(udp, func(p []byte) { p[8]--; setIPv4Checksum(p[:20]) })), []int{1, 1}},
-		{"UDP, a fragment", raw(udp, mangle(udp, func(p []byte) { p[6] |= 0x20; setIPv4Checksum(p[:20]) })), []int{1, 1}},
+		// udp_gro_receive_segment coalesces no datagram without a checksum.
+		{"UDP, no checksum on the second", raw(udp, noCsum(udp)), []int{1, 1}},
+		{"UDP, no checksum on the first", raw(noCsum(udp), udp, udp), []int{1, 2}},
+		{"UDP, no checksum on any", raw(noCsum(udp), noCsum(udp), noCsum(udp)), []int{1, 1, 1}},
+		// inet_gro_flush: without DF, IP IDs go up by one from the first;
+		// with DF they may also stay the first's, as the second decides.
+		{"UDP without DF, IDs one up", dgrams(3, false, func(i int) int { return 7 + i }), []int{3}},
+		{"UDP without DF, one ID", dgrams(3, false, func(int) int { return 7 }), []int{1, 1, 1}},
+		{"UDP without DF, IDs two up", dgrams(3, false, func(i int) int { return 7 + 2*i }), []int{1, 1, 1}},
+		{"UDP without DF, IDs wrap", dgrams(3, false, func(i int) int { return 0xffff + i }), []int{3}},
+		{"UDP with DF, IDs one up", dgrams(3, true, func(i int) int { return 7 + i }), []int{3}},
+		{"UDP with DF, one ID then one up", dgrams(3, true, func(i int) int { return 7 + i/2 }), []int{2, 1}},
+		{"UDP with DF, IDs one up then one again", dgrams(3, true, func(i int) int { return 7 + min(i, 1) }), []int{2, 1}},
+		{"TCP without DF, IDs one up", build(flowSegs(3, ids(false, func(i int) int { return 100 + i }))), []int{3}},
+		{"TCP without DF, one ID", build(flowSegs(3, ids(false, func(int) int { return 100 }))), []int{1, 1, 1}},
+		{"TCP without DF, an ID skipped", build(flowSegs(4, ids(false, func(i int) int { return 100 + i + i/2 }))), []int{2, 2}},
+		{"TCP without DF, IDs down", build(flowSegs(3, ids(false, func(i int) int { return 100 - i }))), []int{1, 1, 1}},
+		{"TCP without DF, IDs wrap", build(flowSegs(3, ids(false, func(i int) int { return 0xfffe + i }))), []int{3}},
+		{"TCP with DF, one ID", build(flowSegs(3, ids(true, func(int) int { return 0 }))), []int{3}},
+		{"TCP with DF, IDs one up then one again", build(flowSegs(3, ids(true, func(i int) int { return 100 + min(i, 1) }))), []int{2, 1}},
+		{"TCP with DF, one ID then one up", build(flowSegs(3, ids(true, func(i int) int { return 100 + i/2 }))), []int{2, 1}},
+		{"TCP with DF, IDs two up", build(flowSegs(3, ids(true, func(i int) int { return 100 + 2*i }))), []int{1, 1, 1}},
+		{"the reserved IP flag on all", build(flowSegs(3, func(_ int, s *tcpSpec) { s.ipFlags |= layers.IPv4EvilBit })), []int{1, 1, 1}},
+		{"UDP, another TTL", raw(udp, mangle(udp, func(p []byte) { p[8]--; ipv4.SetHeaderChecksum(p[:20]) })), []int{1, 1}},
+		{"UDP, a fragment", raw(udp, mangle(udp, func(p []byte) { p[6] |= 0x20; ipv4.SetHeaderChecksum(p[:20]) })), []int{1, 1}},
 		{"UDP, the length field off", raw(udp, mangle(udp, func(p []byte) { p[25]-- })), []int{1, 1}},
 		{"UDP, empty payloads", raw(udpSpec{}.build(), udpSpec{}.build()), []int{1, 1}},
 		{"UDP after TCP", raw(seg(0), seg(1), udp, udp), []int{2, 2}},
@@ -256,8 +311,9 @@ func checkRuns(t testing.TB, bufs [][]byte, offset int, runs []run) {
 // TCP/IPv4 without IP options, valid TCP checksums, the same addresses, ports,
 // TOS, TTL, DF, ACK number, window, urgent pointer and options, contiguous
 // sequence numbers, ACK alone on all but the last (which may add PSH),
-// every payload the first's size but the last's (not larger, not empty), at
-// most MaxSegments and 64 KiB in all. The IPv4 header checksums, which
+// every payload the first's size but the last's (not larger, not empty), IP
+// IDs as groIPIDs wants them, at most MaxSegments and 64 KiB in all. The
+// IPv4 header checksums, which
 // inet_gro_receive checks too, are left out: the engine checks them on
 // every packet from the wire before it writes it to the TUN.
 func groRun(pkts [][]byte) error {
@@ -304,15 +360,34 @@ func groRun(pkts [][]byte) error {
 	if 20+thl+total > 65535 {
 		return fmt.Errorf("%d bytes coalesced", 20+thl+total)
 	}
+	return groIPIDs(pkts)
+}
+
+// groIPIDs checks the IP IDs of pkts as inet_gro_flush does: one up from
+// the first's, packet by packet, or, when DF is set and the second packet
+// has the first's ID, the first's in all.
+func groIPIDs(pkts [][]byte) error {
+	id0 := binary.BigEndian.Uint16(pkts[0][4:])
+	fixed := pkts[0][6]&0x40 != 0 && len(pkts) > 1 && binary.BigEndian.Uint16(pkts[1][4:]) == id0
+	for i, p := range pkts {
+		want := id0 + uint16(i)
+		if fixed {
+			want = id0
+		}
+		if id := binary.BigEndian.Uint16(p[4:]); id != want {
+			return fmt.Errorf("packet %d: IP ID %d, want %d", i, id, want)
+		}
+	}
 	return nil
 }
 
 // udpGRORun checks, without the code under test, that pkts may be
 // coalesced under Linux's UDP GRO rules (udp_gro_receive with a socket that
 // asks for it, inet_gro_receive) into a super-packet that USO cuts back into
-// them: unfragmented UDP/IPv4 without IP options, checksums valid or absent,
-// the same addresses, ports, TOS, TTL and DF, every payload the first's size
-// but the last's (not larger, not empty), at most MaxSegments and 64 KiB.
+// them: unfragmented UDP/IPv4 without IP options, checksums present and
+// valid, the same addresses, ports, TOS, TTL and DF, IP IDs as groIPIDs
+// wants them, every payload the first's size but the last's (not larger,
+// not empty), at most MaxSegments and 64 KiB.
 func udpGRORun(pkts [][]byte) error {
 	if len(pkts) > MaxSegments {
 		return fmt.Errorf("%d datagrams", len(pkts))
@@ -320,7 +395,7 @@ func udpGRORun(pkts [][]byte) error {
 	f := pkts[0]
 	size, total := len(f)-28, 0
 	for i, p := range pkts {
-		if err := checkIPv4Sums(p, false); err != nil && !(len(p) >= 28 && p[26] == 0 && p[27] == 0) {
+		if err := checkIPv4Sums(p, false); err != nil {
 			return fmt.Errorf("datagram %d: %v", i, err)
 		}
 		if p[0] != 0x45 || p[9] != 17 || binary.BigEndian.Uint16(p[6:])&^0x4000 != 0 {
@@ -341,7 +416,7 @@ func udpGRORun(pkts [][]byte) error {
 	if 28+total > 65535 {
 		return fmt.Errorf("%d bytes coalesced", 28+total)
 	}
-	return nil
+	return groIPIDs(pkts)
 }
 
 // superPacket is what the queue writes for a run of several segments (see
@@ -361,8 +436,9 @@ func superPacket(r run, pkts [][]byte) ([]byte, GSO) {
 
 // roundTrip checks that the super-packet written for the run r of pkts,
 // once its partial checksum is completed and it is cut by Split as the
-// kernel would, gives back pkts byte for byte, but for IP IDs (which count
-// up from the first's) and checksums (valid).
+// kernel would, gives back pkts byte for byte, but for checksums (valid)
+// and, in a run that kept one IP ID (DF set), the IDs, which count up from
+// the first's.
 func roundTrip(r run, pkts [][]byte) error {
 	super, g := superPacket(r, pkts)
 	if int(binary.BigEndian.Uint16(super[2:])) != len(super) {
@@ -389,6 +465,10 @@ func roundTrip(r run, pkts [][]byte) error {
 		return fmt.Errorf("the super-packet cuts into %d segments, the run has %d", n, len(pkts))
 	}
 	id0 := binary.BigEndian.Uint16(pkts[0][4:])
+	ignore := [][2]int{{10, 12}, {csumAt, csumAt + 2}}
+	if binary.BigEndian.Uint16(pkts[1][4:]) == id0 {
+		ignore = append(ignore, [2]int{4, 6})
+	}
 	for k, s := range out[:n] {
 		got, want := flatten(s), pkts[k]
 		if err := checkIPv4(got); err != nil {
@@ -400,7 +480,7 @@ func roundTrip(r run, pkts [][]byte) error {
 		if len(got) != len(want) {
 			return fmt.Errorf("segment %d cut again: %d bytes, was %d", k, len(got), len(want))
 		}
-		for _, c := range [][2]int{{4, 6}, {10, 12}, {csumAt, csumAt + 2}} {
+		for _, c := range ignore {
 			copy(got[c[0]:c[1]], want[c[0]:c[1]])
 		}
 		if !bytes.Equal(got, want) {
@@ -482,9 +562,9 @@ func TestPlanRunsRoundTrip(t *testing.T) {
 					pkts = slices.Insert(pkts, i, append([]byte(nil), pkts[i-1]...))
 				}
 				if p[33]&flagPSH != 0 || p[8] != pkts[0][8] || p[34] != pkts[0][34] {
-					setIPv4Checksum(p[:20])
+					ipv4.SetHeaderChecksum(p[:20])
 					p[36], p[37] = 0, 0
-					binary.BigEndian.PutUint16(p[36:], ^fold(sum(p[20:], pseudoHeader(p, 6, len(p)-20))))
+					binary.BigEndian.PutUint16(p[36:], ^ipv4.Fold(ipv4.Sum(p[20:], ipv4.PseudoHeaderSum(p, 6, len(p)-20))))
 				}
 			}
 			flows = append(flows, flowPkts{pkts, disturbed})

@@ -13,6 +13,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // flannelPackets returns the inner IPv4 packets of the flannel recording:
@@ -173,6 +175,17 @@ func FuzzPlanRuns(f *testing.F) {
 	f.Add(encode(4, append(flow[:3:3], udpSpec{}.build(), flow[3])))
 	dgram := udpSpec{payload: make([]byte, 64)}.build()
 	f.Add(encode(0, [][]byte{dgram, dgram, dgram, udpSpec{payload: make([]byte, 20)}.build()}))
+	// IP IDs and DF, which decide whether a run's IDs may stay fixed, and a
+	// datagram without a checksum, which joins no run.
+	var dgrams [][]byte
+	for i := range 4 {
+		dgrams = append(dgrams, udpSpec{id: uint16(0xfffe + i), payload: make([]byte, 64)}.build())
+	}
+	f.Add(encode(0, dgrams))
+	df := udpSpec{ipFlags: layers.IPv4DontFragment, payload: make([]byte, 64)}.build()
+	noCsum := bytes.Clone(df)
+	noCsum[26], noCsum[27] = 0, 0
+	f.Add(encode(0, [][]byte{df, df, noCsum, df, df}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
 			return
@@ -215,13 +228,13 @@ func fixPacket(p []byte, length, csums bool) {
 	if !csums {
 		return
 	}
-	setIPv4Checksum(p[:ihl])
+	ipv4.SetHeaderChecksum(p[:ihl])
 	at := map[byte]int{6: 16, 17: 6}[p[9]]
 	if at == 0 || len(p) < ihl+at+2 {
 		return
 	}
 	p[ihl+at], p[ihl+at+1] = 0, 0
-	c := ^fold(sum(p[ihl:], pseudoHeader(p, p[9], len(p)-ihl)))
+	c := ^ipv4.Fold(ipv4.Sum(p[ihl:], ipv4.PseudoHeaderSum(p, p[9], len(p)-ihl)))
 	binary.BigEndian.PutUint16(p[ihl+at:], c)
 }
 

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // GSOKind is what a packet read from an offloading TUN is.
@@ -39,7 +41,7 @@ type Segment struct {
 }
 
 // MaxHeader is the most header bytes a segment can have: 60 of IPv4, 60 of TCP.
-const MaxHeader = 120
+const MaxHeader = ipv4.MaxHeaderLen + ipv4.TCPMaxHeaderLen
 
 // MaxSegments is the most segments Split makes of one super-packet; the
 // kernel's TUN never exceeds 64 KiB of payload and an MSS below 1000 is rare,
@@ -66,42 +68,42 @@ func Split(pkt []byte, g GSO, heads []byte, out []Segment) (int, error) {
 // made and how many the super-packet has in all. A super-packet of more
 // segments than one send may carry (a small MSS) is cut window by window.
 func SplitFrom(pkt []byte, g GSO, first int, heads []byte, out []Segment) (n, total int, err error) {
-	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+	if len(pkt) < ipv4.MinHeaderLen || pkt[ipv4.OffVersionIHL]>>4 != 4 {
 		return 0, 0, errors.New("gso: not an IPv4 packet")
 	}
-	ihl := int(pkt[0]&0x0f) * 4
-	if ihl < 20 || ihl > len(pkt) {
+	ihl := ipv4.HeaderLen(pkt)
+	if ihl < ipv4.MinHeaderLen || ihl > len(pkt) {
 		return 0, 0, errors.New("gso: bad IPv4 header length")
 	}
 	var thl int
 	var proto byte
 	switch g.Kind {
 	case GSOTCPv4:
-		if len(pkt) < ihl+20 {
+		if len(pkt) < ihl+ipv4.TCPMinHeaderLen {
 			return 0, 0, errors.New("gso: short TCP header")
 		}
-		thl = int(pkt[ihl+12]>>4) * 4
-		proto = 6
+		thl = ipv4.TCPHeaderLen(pkt[ihl:])
+		proto = ipv4.ProtoTCP
 	case GSOUDPv4:
-		thl = 8
-		proto = 17
+		thl = ipv4.UDPHeaderLen
+		proto = ipv4.ProtoUDP
 	default:
 		return 0, 0, fmt.Errorf("gso: kind %d cannot be split", g.Kind)
 	}
-	if pkt[9] != proto {
-		return 0, 0, fmt.Errorf("gso: protocol %d does not match GSO kind %d", pkt[9], g.Kind)
+	if pkt[ipv4.OffProto] != proto {
+		return 0, 0, fmt.Errorf("gso: protocol %d does not match GSO kind %d", pkt[ipv4.OffProto], g.Kind)
 	}
 	hlen := ihl + thl
 	// A TCP data offset below 5 would put the flags and checksum written
 	// below past the header.
-	if thl < 8 || (proto == 6 && thl < 20) || hlen > len(pkt) || hlen > MaxHeader {
+	if thl < ipv4.UDPHeaderLen || (proto == ipv4.ProtoTCP && thl < ipv4.TCPMinHeaderLen) || hlen > len(pkt) || hlen > MaxHeader {
 		return 0, 0, errors.New("gso: bad transport header length")
 	}
 	if g.SegmentSize < 1 {
 		return 0, 0, errors.New("gso: segment size 0")
 	}
 	payload := pkt[hlen:]
-	if hlen+min(g.SegmentSize, len(payload)) > 65535 {
+	if hlen+min(g.SegmentSize, len(payload)) > ipv4.MaxPacketLen {
 		return 0, 0, errors.New("gso: segment larger than an IPv4 packet")
 	}
 	// Rounded up without adding, which overflows for a huge SegmentSize.
@@ -116,37 +118,37 @@ func SplitFrom(pkt []byte, g GSO, first int, heads []byte, out []Segment) (n, to
 	if n == 0 {
 		return 0, total, errTooManySegments
 	}
-	id := binary.BigEndian.Uint16(pkt[4:6])
+	id := binary.BigEndian.Uint16(pkt[ipv4.OffID:])
 	seq := uint32(0)
-	if proto == 6 {
-		seq = binary.BigEndian.Uint32(pkt[ihl+4:])
+	if proto == ipv4.ProtoTCP {
+		seq = binary.BigEndian.Uint32(pkt[ihl+ipv4.TCPOffSeq:])
 	}
 	for i := range n {
 		k := first + i // the segment's number in the super-packet
 		p := payload[min(k*g.SegmentSize, len(payload)):min((k+1)*g.SegmentSize, len(payload))]
 		h := heads[i*MaxHeader : i*MaxHeader+hlen]
 		copy(h, pkt[:hlen])
-		binary.BigEndian.PutUint16(h[2:4], uint16(hlen+len(p)))
-		binary.BigEndian.PutUint16(h[4:6], id+uint16(k))
-		setIPv4Checksum(h[:ihl])
+		binary.BigEndian.PutUint16(h[ipv4.OffTotalLen:], uint16(hlen+len(p)))
+		binary.BigEndian.PutUint16(h[ipv4.OffID:], id+uint16(k))
+		ipv4.SetHeaderChecksum(h[:ihl])
 		t := h[ihl:]
 		var csumAt int
-		if proto == 6 {
-			binary.BigEndian.PutUint32(t[4:8], seq+uint32(k*g.SegmentSize))
+		if proto == ipv4.ProtoTCP {
+			binary.BigEndian.PutUint32(t[ipv4.TCPOffSeq:], seq+uint32(k*g.SegmentSize))
 			if k < total-1 {
-				t[13] &^= 0x09 // FIN and PSH only on the last segment
+				t[ipv4.TCPOffFlags] &^= ipv4.TCPFlagFIN | ipv4.TCPFlagPSH // only on the last segment
 			}
 			if k > 0 {
-				t[13] &^= 0x80 // CWR only on the first
+				t[ipv4.TCPOffFlags] &^= ipv4.TCPFlagCWR // only on the first
 			}
-			csumAt = 16
+			csumAt = ipv4.TCPOffChecksum
 		} else {
-			binary.BigEndian.PutUint16(t[4:6], uint16(thl+len(p)))
-			csumAt = 6
+			binary.BigEndian.PutUint16(t[ipv4.UDPOffLen:], uint16(thl+len(p)))
+			csumAt = ipv4.UDPOffChecksum
 		}
 		t[csumAt], t[csumAt+1] = 0, 0
-		c := ^fold(sum(p, sum(t, pseudoHeader(h, proto, thl+len(p)))))
-		if proto == 17 && c == 0 {
+		c := ^ipv4.Fold(ipv4.Sum(p, ipv4.Sum(t, ipv4.PseudoHeaderSum(h, proto, thl+len(p)))))
+		if proto == ipv4.ProtoUDP && c == 0 {
 			c = 0xffff // a UDP checksum of 0 means none
 		}
 		binary.BigEndian.PutUint16(t[csumAt:], c)
@@ -165,7 +167,7 @@ func Checksum(pkt []byte, g GSO) error {
 	}
 	at := g.CsumStart + g.CsumOffset
 	// The field's current value (the pseudo-header sum) is part of the sum.
-	c := ^fold(sum(pkt[g.CsumStart:], 0))
+	c := ipv4.Checksum(pkt[g.CsumStart:])
 	if c == 0 {
 		// As the kernel's skb_checksum_help (CSUM_MANGLED_0): for UDP a
 		// zero would mean "no checksum"; for TCP ffff is the same number.

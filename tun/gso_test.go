@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // kernelSplit is the reference for Split: the segments Linux's GSO makes of
@@ -147,7 +149,7 @@ func randomSuper(r *rand.Rand, kind GSOKind) superCase {
 	csum := "garbage"
 	if r.IntN(2) == 0 {
 		g.NeedsCsum = true
-		binary.BigEndian.PutUint16(pkt[at:], fold(pseudoHeader(pkt, pkt[9], len(pkt)-ihl)))
+		binary.BigEndian.PutUint16(pkt[at:], ipv4.Fold(ipv4.PseudoHeaderSum(pkt, pkt[9], len(pkt)-ihl)))
 		csum = "partial"
 	} else {
 		binary.BigEndian.PutUint16(pkt[at:], uint16(r.Uint32()))
@@ -462,7 +464,7 @@ func TestChecksum(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	partial := func(p []byte, at int) []byte {
 		ihl := int(p[0]&0x0f) * 4
-		binary.BigEndian.PutUint16(p[at:], fold(pseudoHeader(p, p[9], len(p)-ihl)))
+		binary.BigEndian.PutUint16(p[at:], ipv4.Fold(ipv4.PseudoHeaderSum(p, p[9], len(p)-ihl)))
 		return p
 	}
 	type tc struct {

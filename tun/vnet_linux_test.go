@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-dev/weft/ipv4"
 )
 
 // vnetHdr encodes a virtio_net_hdr as the kernel writes it, in the host's
@@ -121,10 +123,10 @@ func newBufs(n int) [][]byte {
 func TestVnetReadGSO(t *testing.T) {
 	q, k := fakeQueue(t, 8)
 	udp := udpSpec{payload: []byte("checksum left to the receiver")}.build()
-	binary.BigEndian.PutUint16(udp[26:], fold(pseudoHeader(udp, 17, len(udp)-20)))
+	binary.BigEndian.PutUint16(udp[26:], ipv4.Fold(ipv4.PseudoHeaderSum(udp, 17, len(udp)-20)))
 	sc := superCase{pkt: tcpSpec{flags: flagACK | flagPSH, tcpOptions: tsOptions(1, 2), payload: make([]byte, 4000)}.build(),
 		g: GSO{Kind: GSOTCPv4, SegmentSize: 1448, NeedsCsum: true, CsumStart: 20, CsumOffset: 16}}
-	binary.BigEndian.PutUint16(sc.pkt[36:], fold(pseudoHeader(sc.pkt, 6, len(sc.pkt)-20)))
+	binary.BigEndian.PutUint16(sc.pkt[36:], ipv4.Fold(ipv4.PseudoHeaderSum(sc.pkt, 6, len(sc.pkt)-20)))
 	whole := tcpSpec{flags: flagACK, payload: []byte("done")}.build()
 
 	kernelSend(t, k, vnetHdr(1, 0, 0, 0, 20, 6), udp)

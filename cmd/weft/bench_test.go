@@ -95,7 +95,7 @@ func TestBenchHelp(t *testing.T) {
 	}
 }
 
-// TestBenchEndToEnd is issue 4's end-to-end test: `weft bench --quick
+// TestBenchEndToEnd runs the benchmark end to end: `weft bench --quick
 // --modes underlay,weft` with a weftd built from this tree, and every figure
 // of the results present and non-zero.
 func TestBenchEndToEnd(t *testing.T) {
@@ -152,7 +152,7 @@ func TestBenchEndToEnd(t *testing.T) {
 	}
 }
 
-// TestBenchUnderlayGSOEndToEnd is issue 5's: one quick round of
+// TestBenchUnderlayGSOEndToEnd checks the underlay-GSO comparison: one quick round of
 // weft-classic and weft with --underlay-gso both gives three rows (weft
 // twice, its underlay's UDP segmentation off in the second), each with its
 // TCP figures, and the two lever-by-lever chains; the veths are left as

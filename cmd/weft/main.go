@@ -9,10 +9,9 @@ import (
 	"io"
 	"os"
 	"sort"
-)
 
-// defaultControlSocket matches weftd's default --control-socket.
-const defaultControlSocket = "/run/weft/weftd.sock"
+	"github.com/weft-dev/weft/control"
+)
 
 // command is one subcommand. run gets the arguments after its name and the
 // global options; it returns errUsage (or a wrapped flag error) for bad usage.
@@ -39,7 +38,7 @@ func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("weft", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var g globals
-	fs.StringVar(&g.controlSocket, "control-socket", defaultControlSocket, "`PATH` of the weftd control socket to talk to")
+	fs.StringVar(&g.controlSocket, "control-socket", control.DefaultSocket, "`PATH` of the weftd control socket to talk to")
 	fs.Usage = func() { usage(fs, stderr) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -275,7 +275,7 @@ func authIndent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
-// TestAuthEtcdTLSAndPassword is issue 7 item 6: weftd reaches an etcd that
+// TestAuthEtcdTLSAndPassword checks that weftd reaches an etcd that
 // requires (a) TLS with client certificates, (b) a user and password, and
 // (c) both, with flanneld's flags; two hosts lease subnets there and their
 // pods ping each other through the overlay. weftd with no client

@@ -67,7 +67,7 @@ func etcdClient(t *testing.T, ns, endpoint string) *clientv3.Client {
 	return cli
 }
 
-// TestClusterThreeHosts is issue 3's end-to-end test: three hosts lease
+// TestClusterThreeHosts checks etcd mode end to end: three hosts lease
 // their subnets in etcd (embedded in the first host's weftd) and learn each
 // other from it.
 func TestClusterThreeHosts(t *testing.T) {

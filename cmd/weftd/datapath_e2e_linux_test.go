@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weft-dev/weft/bench"
+	"github.com/weft-dev/weft/netlab"
 )
 
 // The data path's holes, end to end: who may speak for a peer's pods, what
@@ -199,7 +199,7 @@ func TestDatapathPathMTU(t *testing.T) {
 	}
 	full := measure("1500")
 	for _, c := range []struct {
-		h    bench.Host
+		h    netlab.Host
 		peer netip.Addr
 	}{{h1, h2.UnderlayIP}, {h2, h1.UnderlayIP}} {
 		if out, err := topo.Run(context.Background(), c.h.NS, "ip", "route", "add", c.peer.String()+"/32", "dev", c.h.UnderlayDev, "mtu", "1200"); err != nil {
@@ -464,7 +464,7 @@ func sendRaw(pkts [][]byte) error {
 
 // tcpStreamFor sends from the first pod to the second over TCP as fast as
 // it can for d and returns the bytes the receiver got within d.
-func tcpStreamFor(t *testing.T, from, to bench.Host, d time.Duration) int64 {
+func tcpStreamFor(t *testing.T, from, to netlab.Host, d time.Duration) int64 {
 	t.Helper()
 	var ln net.Listener
 	if err := inNS(to.PodNS, func() (err error) {

@@ -28,7 +28,7 @@ import (
 	"github.com/weft-dev/weft/netlab"
 )
 
-// Issue 7's fault tests: what weftd does when etcd goes away, when weftd
+// The fault tests: what weftd does when etcd goes away, when weftd
 // itself is killed, and when a stranger floods its port. Each prints what it
 // measured; times are printed, not asserted (performance is for benchmarks),
 // except as generous bounds on "it comes back at all".
@@ -246,7 +246,7 @@ func TestFaultEtcdOutage(t *testing.T) {
 // TestFaultWeftdKilled: a weftd SIGKILLed and started again at once takes
 // back the same subnet, and forwarding resumes. A ping every 50 ms runs
 // throughout; the time from the restart to its first reply is printed (the
-// issue asks for 2 s), and the test fails only if no reply comes in 20 s.
+// target is 2 s), and the test fails only if no reply comes in 20 s.
 func TestFaultWeftdKilled(t *testing.T) {
 	needRoot(t)
 	topo := newTopology(t, "fk", 2)
@@ -280,7 +280,7 @@ func TestFaultWeftdKilled(t *testing.T) {
 	time.Sleep(time.Second) // and it stays back
 	cancel()
 	replies, lost := p.stop()
-	t.Logf("weftd SIGKILLed and restarted at once: first ping reply through it %v after the restart (%v after the kill; the issue asks for < 2 s); its log: lease held at +%v, forwarding at +%v; %d replies, %d of the pings every 50 ms lost",
+	t.Logf("weftd SIGKILLed and restarted at once: first ping reply through it %v after the restart (%v after the kill; the target is < 2 s); its log: lease held at +%v, forwarding at +%v; %d replies, %d of the pings every 50 ms lost",
 		back.Sub(restarted).Round(time.Millisecond), back.Sub(killed).Round(time.Millisecond),
 		faultLogAge(d2.log, "subnet lease held", restarted).Round(time.Millisecond),
 		faultLogAge(d2.log, "msg=forwarding", restarted).Round(time.Millisecond), replies, lost)

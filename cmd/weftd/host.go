@@ -9,6 +9,7 @@ import (
 	"github.com/weft-dev/weft/control"
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/engine"
+	"github.com/weft-dev/weft/lease"
 )
 
 // hostState is what weftd knows of itself, for the metrics and the control
@@ -34,15 +35,10 @@ type hostState struct {
 
 // leaseState is what the etcd side knows: the lease's expiry (zero if not
 // known) and, if Etcd is set, the link to etcd.
-type leaseState struct {
-	Expiry time.Time
-	Etcd   *etcdState
-}
-
-type etcdState struct {
-	Connected   bool
-	WatchEvents uint64 // watch events received since start
-}
+type (
+	leaseState = lease.Status
+	etcdState  = lease.EtcdStatus
+)
 
 // leaseSource reports the lease's state when asked: at each scrape and
 // status request. It must be cheap and safe for concurrent use.

@@ -18,7 +18,7 @@ import (
 	"github.com/weft-dev/weft/netlab"
 )
 
-// TestMasqStatic is issue 7's --ip-masq end to end: host 1 runs weftd with
+// TestMasqStatic checks --ip-masq end to end: host 1 runs weftd with
 // --ip-masq, host 2 without. A pod's traffic to the underlay leaves with
 // host 1's address, pod-to-pod traffic keeps the pod's, the rules come back
 // after someone deletes them, and SIGTERM takes them away.

@@ -25,7 +25,7 @@ import (
 	"github.com/weft-dev/weft/netlab"
 )
 
-// TestObservability is issue 6's end-to-end test: two hosts in static
+// TestObservability checks what an operator sees, end to end: two hosts in static
 // mode, each weftd with its own control socket; weft status, routes and
 // dump against them; every metric present, and moving where traffic moves
 // it.

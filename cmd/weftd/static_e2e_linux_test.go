@@ -28,7 +28,7 @@ import (
 	"github.com/weft-dev/weft/netlab"
 )
 
-// TestStaticTwoHosts is issue 2's end-to-end test: two hosts on an underlay
+// TestStaticTwoHosts checks static mode end to end: two hosts on an underlay
 // veth, a pod behind each, weftd in static mode on both.
 func TestStaticTwoHosts(t *testing.T) {
 	needRoot(t)

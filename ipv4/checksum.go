@@ -1,19 +1,20 @@
-package tun
+package ipv4
 
 import (
 	"encoding/binary"
 	"math/bits"
 )
 
-// sum adds b to the one's-complement sum acc and returns the new unfolded
+// Sum adds b to the one's-complement sum acc and returns the new unfolded
 // sum. acc and the result are sums of big-endian words, so the folded result
-// is the checksum in network order.
+// is the checksum in network order. Sums chain: summing b[:n], then b[n:]
+// from that, is summing b, for an even n (an odd one would cut a word).
 //
 // The words of b are summed in little-endian order, the order the loads of
 // amd64 and arm64 give without swapping bytes, in two independent carry
 // chains; then the folded sum is swapped back (RFC 1071: a one's-complement
 // sum of byte-swapped words is the byte-swapped sum).
-func sum(b []byte, acc uint64) uint64 {
+func Sum(b []byte, acc uint64) uint64 {
 	var a0, a1, c0, c1 uint64
 	for len(b) >= 64 {
 		a0, c0 = bits.Add64(a0, binary.LittleEndian.Uint64(b[0:8]), c0)
@@ -50,12 +51,12 @@ func sum(b []byte, acc uint64) uint64 {
 		a0, c = bits.Add64(a0, uint64(b[0]), 0)
 		a0 += c
 	}
-	acc, c = bits.Add64(acc, uint64(bits.ReverseBytes16(fold(a0))), 0)
+	acc, c = bits.Add64(acc, uint64(bits.ReverseBytes16(Fold(a0))), 0)
 	return acc + c
 }
 
-// fold reduces an unfolded sum to 16 bits.
-func fold(acc uint64) uint16 {
+// Fold reduces an unfolded sum to 16 bits.
+func Fold(acc uint64) uint16 {
 	acc = acc>>32 + acc&0xffffffff
 	acc = acc>>32 + acc&0xffffffff
 	acc = acc>>16 + acc&0xffff
@@ -63,16 +64,21 @@ func fold(acc uint64) uint16 {
 	return uint16(acc)
 }
 
-// pseudoHeader is the unfolded sum of the IPv4 pseudo-header of a TCP or
-// UDP segment of length l (its header included).
-func pseudoHeader(ip []byte, proto byte, l int) uint64 {
-	return uint64(binary.BigEndian.Uint32(ip[12:16])) +
-		uint64(binary.BigEndian.Uint32(ip[16:20])) +
+// Checksum is the Internet checksum of b: the complement of its folded sum.
+// A header whose checksum field is right has Checksum 0.
+func Checksum(b []byte) uint16 { return ^Fold(Sum(b, 0)) }
+
+// PseudoHeaderSum is the unfolded sum of the pseudo-header of a TCP or UDP
+// segment of length l (its header included) in the IPv4 packet ip: the
+// addresses, the protocol and the length (RFC 768, RFC 9293 3.1).
+func PseudoHeaderSum(ip []byte, proto byte, l int) uint64 {
+	return uint64(binary.BigEndian.Uint32(ip[OffSrc:OffSrc+4])) +
+		uint64(binary.BigEndian.Uint32(ip[OffDst:OffDst+4])) +
 		uint64(proto) + uint64(l)
 }
 
-// setIPv4Checksum recomputes the header checksum of hdr (the whole header).
-func setIPv4Checksum(hdr []byte) {
-	hdr[10], hdr[11] = 0, 0
-	binary.BigEndian.PutUint16(hdr[10:], ^fold(sum(hdr, 0)))
+// SetHeaderChecksum recomputes the checksum of hdr, a whole IPv4 header.
+func SetHeaderChecksum(hdr []byte) {
+	hdr[OffChecksum], hdr[OffChecksum+1] = 0, 0
+	binary.BigEndian.PutUint16(hdr[OffChecksum:], Checksum(hdr))
 }
