@@ -49,7 +49,10 @@ func newQueue(f *os.File, batch int) (*queue, error) {
 	return q, nil
 }
 
-func (q *queue) BatchSize() int { return q.batch }
+// Caps implements Device: packets as the MTU has them, no header of its own.
+func (q *queue) Caps() Caps { return Caps{Batch: q.batch} }
+
+func (q *queue) SyscallConn() (syscall.RawConn, error) { return q.raw, nil }
 
 // SetReadDeadline ends a blocked Read, and those after it, at t, leaving
 // writes open: weftd stops reading, then writes what it holds.
@@ -64,12 +67,21 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return drained(n, err, rerr)
 }
 
+// ReadGSO implements Device: a plain queue hands over packets, never
+// super-packets.
+func (q *queue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, error) {
+	n, err := q.Read(bufs, sizes, offset)
+	clear(gso[:n])
+	return n, err
+}
+
 // readReady reads packets until the batch is full or none is left, and
 // asks to wait only while nothing was read.
 func (q *queue) readReady(fd uintptr) bool {
 	r := &q.rd
 	for r.n < r.max {
-		m, err := unix.Read(int(fd), r.bufs[r.n][r.offset:])
+		b := r.bufs[r.n][r.offset:]
+		m, err := unix.Read(int(fd), b)
 		if err == unix.EINTR {
 			continue
 		}
@@ -80,7 +92,10 @@ func (q *queue) readReady(fd uintptr) bool {
 			r.err = err
 			return true
 		}
-		r.sizes[r.n] = m
+		// A TUN read says how long the packet was, also when the buffer
+		// held only its start (the MTU was raised from outside): hand the
+		// start over, which the caller finds short of its length.
+		r.sizes[r.n] = min(m, len(b))
 		r.n++
 	}
 	return r.n > 0

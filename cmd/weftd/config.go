@@ -16,6 +16,7 @@ import (
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/engine"
 	"github.com/weft-dev/weft/lease"
+	"github.com/weft-dev/weft/tun"
 )
 
 // config is weftd's command line, checked. Flags are named as flanneld's
@@ -353,3 +354,17 @@ func (z *zeroCopyFlag) Set(v string) error {
 
 // any reports whether either lever is on: both need weft's own device.
 func (z zeroCopyFlag) any() bool { return z.send || z.receive }
+
+// tunKind is the kind of TUN queues the flags ask for, and whether tun
+// may fall back to plain ones: --offload picks offloads or none (auto: if
+// the kernel has them), --zero-copy off picks wireguard-go's copying device
+// over weft's own.
+func (c *config) tunKind() (kind tun.Kind, fallBack bool) {
+	switch {
+	case c.offload == "off":
+		return tun.Plain, false
+	case c.zeroCopy.any():
+		return tun.Offload, c.offload == "auto"
+	}
+	return tun.CopyingOffload, c.offload == "auto"
+}
