@@ -86,8 +86,9 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.IntVar(&c.workers, "workers", runtime.NumCPU(), "forwarding workers, each with its own TUN queue and socket")
 	fs.IntVar(&c.batch, "batch", engine.DefaultBatchSize, "most packets per syscall (1 = one packet per syscall, as flanneld)")
 	fs.StringVar(&c.offload, "offload", "auto", "TUN and UDP segmentation offloads: auto, on or off")
-	c.zeroCopy = zeroCopyFlag{send: true, receive: true}
-	fs.Var(&c.zeroCopy, "zero-copy", "with offloads, move super-packets without copying them: on (true), off (false: wireguard-go's copying offload device), or only one lever, send (cut super-packets read from the TUN in place) or receive (write received segments to the TUN from the socket's buffers)")
+	// Send only: zero-copy receive measured no gain end to end (bench/RESULTS.md).
+	c.zeroCopy = zeroCopyFlag{send: true}
+	fs.Var(&c.zeroCopy, "zero-copy", "with offloads, move super-packets without copying them: send (the default: cut super-packets read from the TUN in place), receive (write received segments to the TUN from the socket's buffers), on (true: both), or off (false: wireguard-go's copying offload device, the bench's baseline)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9465", "`address` serving /metrics, /healthz and /readyz (empty: none)")
 	fs.StringVar(&c.controlSocket, "control-socket", control.DefaultSocket, "`path` of the unix socket weft status, routes and dump talk to (empty: none)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")

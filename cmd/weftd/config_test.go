@@ -47,8 +47,8 @@ func TestParseFlags(t *testing.T) {
 					t.Errorf("workers %d", c.workers)
 				}
 			}},
-		{name: "zero copy by default", args: base, check: func(t *testing.T, c *config) {
-			if c.zeroCopy != (zeroCopyFlag{send: true, receive: true}) {
+		{name: "zero copy on send by default", args: base, check: func(t *testing.T, c *config) {
+			if c.zeroCopy != (zeroCopyFlag{send: true}) {
 				t.Errorf("zero copy %+v", c.zeroCopy)
 			}
 			if k, fb := c.tunKind(); k != tun.Offload || !fb {
