@@ -62,7 +62,7 @@ func TestConfigCheck(t *testing.T) {
 // needRoot skips a test that needs root (network namespaces, TUN devices)
 // with a clear message, except under CI=true, where a skip would hide that
 // nothing was tested.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -78,7 +78,7 @@ func needRoot(t *testing.T) {
 // newNetns creates a network namespace named after this process and tag,
 // removed when the test ends, pass or fail, with loopback up, forwarding on,
 // no reverse-path filter and no IPv6 (no stray router solicitations).
-func newNetns(t *testing.T, tag string) string {
+func newNetns(t testing.TB, tag string) string {
 	t.Helper()
 	name := fmt.Sprintf("wtun%d-%s", os.Getpid(), tag)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {

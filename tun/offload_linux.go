@@ -115,6 +115,9 @@ func (q *offloadQueue) Read(bufs [][]byte, sizes []int, offset int) (n int, err 
 	if err != nil {
 		return 0, err
 	}
+	if m == 0 {
+		return 0, ErrDropped // a super-packet of headers only: nothing to hand over
+	}
 	n = min(m, len(bufs))
 	copy(sizes, q.sizes[:n])
 	q.pending = m - n

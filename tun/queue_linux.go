@@ -80,8 +80,7 @@ func (q *queue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int,
 func (q *queue) readReady(fd uintptr) bool {
 	r := &q.rd
 	for r.n < r.max {
-		b := r.bufs[r.n][r.offset:]
-		m, err := unix.Read(int(fd), b)
+		m, err := unix.Read(int(fd), r.bufs[r.n][r.offset:])
 		if err == unix.EINTR {
 			continue
 		}
@@ -92,10 +91,7 @@ func (q *queue) readReady(fd uintptr) bool {
 			r.err = err
 			return true
 		}
-		// A TUN read says how long the packet was, also when the buffer
-		// held only its start (the MTU was raised from outside): hand the
-		// start over, which the caller finds short of its length.
-		r.sizes[r.n] = min(m, len(b))
+		r.sizes[r.n] = m
 		r.n++
 	}
 	return r.n > 0

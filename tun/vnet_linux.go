@@ -173,12 +173,8 @@ func (q *vnetQueue) readReady(fd uintptr) bool {
 		}
 		// A packet that cannot be handed over is still handed up,
 		// marked, so that its drop is counted.
-		// A TUN read says how long the packet was also when the buffer
-		// held only its start: such a packet cannot be handed over.
 		g, perr := GSO{Kind: GSOInvalid}, error(nil)
-		if m > len(b) {
-			m = len(b)
-		} else if m >= virtioNetHdrLen {
+		if m >= virtioNetHdrLen {
 			g, perr = parseVnetHdr(b[:virtioNetHdrLen])
 		}
 		pkt := b[min(m, virtioNetHdrLen):m]

@@ -66,7 +66,7 @@ func TestParseVnetHdr(t *testing.T) {
 // fakeQueue is a vnetQueue whose "kernel" is the other end of a
 // SOCK_SEQPACKET socket pair: each write(v) on one end is one message on the
 // other, as each is one packet on a TUN.
-func fakeQueue(t *testing.T, batch int) (*vnetQueue, int) {
+func fakeQueue(t testing.TB, batch int) (*vnetQueue, int) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -89,7 +89,7 @@ func fakeQueue(t *testing.T, batch int) (*vnetQueue, int) {
 }
 
 // kernelSend writes one message as the TUN would hand it over.
-func kernelSend(t *testing.T, fd int, parts ...[]byte) {
+func kernelSend(t testing.TB, fd int, parts ...[]byte) {
 	t.Helper()
 	if _, err := unix.Write(fd, bytes.Join(parts, nil)); err != nil {
 		t.Fatal(err)
