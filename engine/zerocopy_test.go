@@ -244,3 +244,23 @@ func TestInboundZeroCopy(t *testing.T) {
 		t.Errorf("rx %d packets, want 6", s.RxPackets)
 	}
 }
+
+// TestOutboundReadSize: the outbound loop reads into buffers of the size
+// the device asks for, not the MTU's: a copying device may hand over a
+// segment as large as the kernel cut it (after the MTU was raised from
+// outside), and wireguard-go's indexes past a buffer too short for it.
+func TestOutboundReadSize(t *testing.T) {
+	for _, readSize := range []int{0, 9000, 65535} {
+		t.Run(fmt.Sprint(readSize), func(t *testing.T) {
+			e := newTestEngine(t, 4)
+			dev := tuntest.NewDevice(tun.Caps{Batch: 4, ReadSize: readSize})
+			o := e.newOutbound(Queue{Dev: dev, Conn: bindtest.NewConn()})
+			want := tun.Headroom + max(1500, readSize)
+			for i, b := range o.bufs {
+				if len(b) != want {
+					t.Fatalf("buffer %d holds %d bytes, want %d", i, len(b), want)
+				}
+			}
+		})
+	}
+}
