@@ -108,11 +108,10 @@ func (q *offloadQueue) Read(bufs [][]byte, sizes []int, offset int) (n int, err 
 		}
 	}()
 	m, err := q.dev.Read(all, q.sizes, offset)
-	var pathErr *os.PathError
-	if err != nil && !errors.Is(err, os.ErrClosed) && !errors.As(err, &pathErr) {
-		return 0, ErrDropped
-	}
 	if err != nil {
+		if !fileFailed(err) {
+			err = ErrDropped
+		}
 		return 0, err
 	}
 	if m == 0 {
@@ -124,12 +123,20 @@ func (q *offloadQueue) Read(bufs [][]byte, sizes []int, offset int) (n int, err 
 	return n, nil
 }
 
+// fileFailed reports whether err, from wireguard-go's Read, is about the
+// file (closed, or a failed read), not one packet. Apart from Read, so that
+// the error's target is allocated only when there is an error.
+func fileFailed(err error) bool {
+	var pathErr *os.PathError
+	return errors.Is(err, os.ErrClosed) || errors.As(err, &pathErr)
+}
+
 // withSpares is bufs followed by the spare buffers, cut anew only when the
 // caller's number of buffers or offset changes. Segment k of a super-packet
 // exists only if k segments of payload come before it, so its payload is at
 // most 64 KiB/k: the spares get smaller, and all of them take under 1 MiB.
 func (q *offloadQueue) withSpares(bufs [][]byte, offset int) [][]byte {
-	if q.spare == nil || len(bufs) != q.callers || offset != q.offset {
+	if q.all == nil || len(bufs) != q.callers || offset != q.offset {
 		q.callers, q.offset = len(bufs), offset
 		q.spare = q.spare[:0]
 		size := func(k int) int { return offset + MaxHeader + 65535/max(k, 1) + 1 }

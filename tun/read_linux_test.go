@@ -370,3 +370,27 @@ func FuzzPlainRead(f *testing.F) {
 		}
 	})
 }
+
+// TestCopyingReadAllocs: wireguard-go's device as weft wraps it reads a
+// super-packet of more segments than the buffers, spares and all, without
+// allocating once the spares are cut.
+func TestCopyingReadAllocs(t *testing.T) {
+	needRoot(t)
+	q, k := copyingQueue(t, newNetns(t, "wgalloc"))
+	msg := append(vnetHdr(1, 1, 40, 536, 20, 16), tcpSpec{flags: flagACK, payload: make([]byte, 120*536)}.build()...)
+	bufs, sizes := newBufs(64), make([]int, 64)
+	read := func() {
+		if _, err := unix.Write(k, msg); err != nil {
+			t.Fatal(err)
+		}
+		for first := true; first || holdsMore(q); first = false {
+			if _, err := q.Read(bufs, sizes, Headroom); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read()
+	if a := testing.AllocsPerRun(20, read); a != 0 {
+		t.Fatalf("%v allocations per super-packet read", a)
+	}
+}
