@@ -103,9 +103,10 @@ func (e *Engine) Routes() *Table { return e.routes.Load() }
 // ctx is done or a loop fails, and returns the first failure.
 //
 // When ctx is done, Run stops reading but lets every loop finish the batch
-// it holds: every device, and a socket that can end a blocked read without
-// closing (readStopper), gets a read deadline now, so what was read is still sent or
-// written, and only then is it closed. One that cannot is closed at once.
+// it holds: every device, and every socket that can end a blocked read
+// without closing (readStopper), gets a read deadline now, so what was read
+// is still sent or written, and only then is it closed. One that cannot is
+// closed at once.
 // When a loop fails, every queue is closed at once, which ends the others.
 // Either way every device and socket is closed when Run returns.
 func (e *Engine) Run(ctx context.Context, queues []Queue) error {

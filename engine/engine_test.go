@@ -967,9 +967,11 @@ func TestRunFlushesOnStop(t *testing.T) {
 	checkClosed(t, fq)
 }
 
-// closeOnly hides a fake's SetReadDeadline: a device that cannot stop
-// reading without closing, as wireguard-go's.
+// closeOnly is a device whose read deadline fails: it cannot stop reading
+// but by closing.
 type closeOnly struct{ tun.Device }
+
+func (closeOnly) SetReadDeadline(time.Time) error { return errors.New("no deadline") }
 
 // TestRunStopClosesWhatCannotStopReading: without a read deadline, the
 // device is closed at once, which ends its read; Run still returns nil.
@@ -1038,6 +1040,28 @@ func TestStatsWhileStarting(t *testing.T) {
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunDeviceCaps: Run refuses a device that asks for more headroom than
+// the engine leaves, or any with zero-copy receive, which leaves none.
+func TestRunDeviceCaps(t *testing.T) {
+	for _, tc := range []struct {
+		caps     tun.Caps
+		zeroCopy bool
+	}{
+		{tun.Caps{Batch: 0}, false},
+		{tun.Caps{Batch: 8, WriteHeadroom: tun.Headroom + 1}, false},
+		{tun.Caps{Batch: 8, WriteHeadroom: 10}, true},
+	} {
+		e, err := New(Config{Subnet: localSubnet, BatchSize: 8, MaxPacket: 1500, ZeroCopyReceive: tc.zeroCopy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := Queue{Dev: tuntest.NewDevice(tc.caps), Conn: bindtest.NewConn()}
+		if err := e.Run(context.Background(), []Queue{q}); err == nil {
+			t.Errorf("Run with a device of %+v (zero-copy receive %v): no error", tc.caps, tc.zeroCopy)
+		}
 	}
 }
 

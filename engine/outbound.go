@@ -13,8 +13,9 @@ import (
 // check each packet and look its destination up, decrement its TTL, and send
 // the batch with one sendmmsg. The UDP payload is the buffer the TUN read
 // filled: no copy. From a device that hands over super-packets whole
-// (tun.Caps.SuperPackets), each is checked and looked up once and cut into segments
-// whose payloads stay in the read buffer; only their headers are written.
+// (tun.Caps.SuperPackets), each is checked and looked up once and cut into
+// segments whose payloads stay in the read buffer; only their headers are
+// written.
 type outbound struct {
 	e     *Engine
 	dev   tun.Device
