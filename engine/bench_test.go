@@ -1,11 +1,15 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"github.com/weft-dev/weft/encap/bindtest"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/tun"
@@ -98,14 +102,22 @@ func (d *benchDevice) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 
-func (d *benchDevice) BatchSize() int { return len(d.pkts) }
-func (d *benchDevice) Close() error   { return nil }
+func (d *benchDevice) ReadGSO(bufs [][]byte, sizes []int, gso []tun.GSO, offset int) (int, error) {
+	n, err := d.Read(bufs, sizes, offset)
+	clear(gso[:n])
+	return n, err
+}
+
+func (d *benchDevice) Caps() tun.Caps                        { return tun.Caps{Batch: len(d.pkts)} }
+func (d *benchDevice) SetReadDeadline(time.Time) error       { return nil }
+func (d *benchDevice) SyscallConn() (syscall.RawConn, error) { return nil, errors.New("no descriptor") }
+func (d *benchDevice) Close() error                          { return nil }
 
 // benchConn is a socket that receives the same batch of datagrams on every
 // ReadBatch (refreshing only the headers, as benchDevice does) and takes
 // every WriteBatch.
 type benchConn struct {
-	dgrams []datagram
+	dgrams []bindtest.Datagram
 	filled []*byte
 	sent   int
 }
@@ -115,12 +127,12 @@ func (c *benchConn) ReadBatch(msgs []encap.Message) (int, error) {
 	for i, d := range c.dgrams[:n] {
 		m := &msgs[i]
 		if c.filled[i] == &m.Buf[0] {
-			copy(m.Buf[:ipv4.MinHeaderLen], d.data)
+			copy(m.Buf[:ipv4.MinHeaderLen], d.Data)
 		} else {
-			copy(m.Buf, d.data)
+			copy(m.Buf, d.Data)
 			c.filled[i] = &m.Buf[0]
 		}
-		m.N, m.Addr, m.Truncated = len(d.data), d.from, false
+		m.N, m.Addr, m.Truncated = len(d.Data), d.From, false
 	}
 	return n, nil
 }
@@ -197,7 +209,7 @@ func BenchmarkInbound(b *testing.B) {
 		if i%2 == 1 {
 			from, src = h3, pod3
 		}
-		conn.dgrams = append(conn.dgrams, datagram{data: withID(udpPacket(src, pod1, benchPacket-28), uint16(i)), from: from})
+		conn.dgrams = append(conn.dgrams, bindtest.Datagram{Data: withID(udpPacket(src, pod1, benchPacket-28), uint16(i)), From: from})
 	}
 	dev := &benchDevice{}
 	in := e.newInbound(Queue{Dev: dev, Conn: conn})
@@ -225,7 +237,7 @@ func TestHotPathAllocs(t *testing.T) {
 	conn := &benchConn{filled: make([]*byte, benchBatch)}
 	for i := range benchBatch {
 		dev.pkts = append(dev.pkts, withID(udpPacket(pod1, pod2, benchPacket-28), uint16(i)))
-		conn.dgrams = append(conn.dgrams, datagram{data: withID(udpPacket(pod2, pod1, benchPacket-28), uint16(i)), from: h2})
+		conn.dgrams = append(conn.dgrams, bindtest.Datagram{Data: withID(udpPacket(pod2, pod1, benchPacket-28), uint16(i)), From: h2})
 	}
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 	in := e.newInbound(Queue{Dev: dev, Conn: conn})

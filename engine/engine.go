@@ -30,18 +30,16 @@ type Config struct {
 	BatchSize int
 	// MaxPacket is the largest packet the TUN hands over or a peer may send.
 	MaxPacket int
-	// InboundBuffer is the size of each receive buffer, at least MaxPacket
-	// (0 means MaxPacket). A device that coalesces on write grows a packet
-	// within its buffer, so it wants room for a super-packet (65535).
-	InboundBuffer int
-	// ZeroCopySend cuts super-packets from a tun.GSOReader into segments
-	// that point into the read buffer, each with a small header of its own,
-	// instead of letting the device copy every segment out.
+	// ZeroCopySend cuts super-packets from a device that hands them over
+	// (tun.Caps.SuperPackets) into segments that point into the read
+	// buffer, each with a small header of its own, instead of letting the
+	// device copy every segment out.
 	ZeroCopySend bool
 	// ZeroCopyReceive writes received segments to the TUN from the socket's
 	// own buffers (the socket must hand them out that way:
 	// encap.Options.ZeroCopy) instead of copying each into a buffer of the
-	// engine's; it needs a device that writes no headroom.
+	// engine's; it needs devices that write no headroom
+	// (tun.Caps.WriteHeadroom 0).
 	ZeroCopyReceive bool
 }
 
@@ -80,12 +78,6 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.MaxPacket < ipv4.MinHeaderLen || cfg.MaxPacket > 65535 {
 		return nil, fmt.Errorf("engine: max packet %d out of range %d-65535", cfg.MaxPacket, ipv4.MinHeaderLen)
 	}
-	if cfg.InboundBuffer == 0 {
-		cfg.InboundBuffer = cfg.MaxPacket
-	}
-	if cfg.InboundBuffer < cfg.MaxPacket || cfg.InboundBuffer > 65535 {
-		return nil, fmt.Errorf("engine: inbound buffer %d out of range %d-65535", cfg.InboundBuffer, cfg.MaxPacket)
-	}
 	cfg.Subnet = cfg.Subnet.Masked()
 	a := cfg.Subnet.Addr().As4()
 	e := &Engine{
@@ -113,14 +105,21 @@ func (e *Engine) Routes() *Table { return e.routes.Load() }
 // ctx is done or a loop fails, and returns the first failure.
 //
 // When ctx is done, Run stops reading but lets every loop finish the batch
-// it holds: a device or socket that can end a blocked read without closing
-// (readStopper) gets a read deadline now, so what was read is still sent or
-// written, and only then is it closed. One that cannot is closed at once.
+// it holds: every device, and every socket that can end a blocked read
+// without closing (readStopper), gets a read deadline now, so what was read
+// is still sent or written, and only then is it closed. One that cannot is
+// closed at once.
 // When a loop fails, every queue is closed at once, which ends the others.
 // Either way every device and socket is closed when Run returns.
 func (e *Engine) Run(ctx context.Context, queues []Queue) error {
 	if len(queues) == 0 {
 		return errors.New("engine: no queues")
+	}
+	for i, q := range queues {
+		if c := q.Dev.Caps(); c.Batch < 1 || c.WriteHeadroom > tun.Headroom || (e.cfg.ZeroCopyReceive && c.WriteHeadroom > 0) {
+			return fmt.Errorf("engine: queue %d: the device wants %d bytes of headroom (zero-copy receive %v) and batches of %d",
+				i, c.WriteHeadroom, e.cfg.ZeroCopyReceive, c.Batch)
+		}
 	}
 	var (
 		wg       sync.WaitGroup
@@ -139,7 +138,9 @@ func (e *Engine) Run(ctx context.Context, queues []Queue) error {
 		once.Do(func() {
 			stopping.Store(true)
 			for _, q := range queues {
-				stopReading(q.Dev)
+				if q.Dev.SetReadDeadline(time.Now()) != nil {
+					q.Dev.Close()
+				}
 				stopReading(q.Conn)
 			}
 		})
@@ -187,7 +188,7 @@ func (e *Engine) Run(ctx context.Context, queues []Queue) error {
 	return firstErr
 }
 
-// readStopper is a device or socket whose blocked read can be ended without
+// readStopper is a socket whose blocked read can be ended without
 // closing it (os.File and net.UDPConn on Go's poller can).
 type readStopper interface {
 	SetReadDeadline(t time.Time) error

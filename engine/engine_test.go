@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/weft-dev/weft/encap/bindtest"
+	"github.com/weft-dev/weft/tun/tuntest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -116,27 +118,27 @@ func TestOutboundStep(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEngine(t, 8)
-			dev, conn := newFakeDevice(64), newFakeConn()
+			dev, conn := newFakeDevice(64), bindtest.NewConn()
 			o := e.newOutbound(Queue{Dev: dev, Conn: conn})
-			dev.push(tc.pkt)
+			dev.Push(tc.pkt)
 			if err := o.step(); err != nil {
 				t.Fatal(err)
 			}
 			s := e.Stats()
-			sent := conn.datagrams()
+			sent := conn.Sent()
 			if tc.drop == DropNone {
 				checkDrops(t, s, nil)
 				if len(sent) != 1 {
 					t.Fatalf("sent %d datagrams, want 1", len(sent))
 				}
-				if sent[0].to != tc.to {
-					t.Errorf("sent to %v, want %v", sent[0].to, tc.to)
+				if sent[0].To != tc.to {
+					t.Errorf("sent to %v, want %v", sent[0].To, tc.to)
 				}
-				checkForwarded(t, sent[0].data, tc.pkt)
-				if sent[0].at != dev.readAt[0] {
+				checkForwarded(t, sent[0].Data, tc.pkt)
+				if sent[0].At != dev.ReadAt()[0] {
 					t.Errorf("the payload sent is not the buffer the TUN read filled: a copy")
 				}
-				total := uint64(len(sent[0].data))
+				total := uint64(len(sent[0].Data))
 				if s.TxPackets != 1 || s.TxBytes != total {
 					t.Errorf("tx %d packets, %d bytes; want 1, %d", s.TxPackets, s.TxBytes, total)
 				}
@@ -149,7 +151,7 @@ func TestOutboundStep(t *testing.T) {
 			if s.RxPackets != 0 || s.RxBytes != 0 {
 				t.Errorf("outbound counted rx %d packets, %d bytes", s.RxPackets, s.RxBytes)
 			}
-			answers := dev.packets()
+			answers := dev.Written()
 			switch {
 			case !tc.icmp && len(answers) != 0:
 				t.Fatalf("%d packets written back into the TUN, want none", len(answers))
@@ -171,16 +173,16 @@ func TestInboundStep(t *testing.T) {
 	fwd := udpPacket(pod2, pod1, 100)
 	for _, tc := range []struct {
 		name string
-		d    datagram
+		d    bindtest.Datagram
 		drop Drop // DropNone: written to the TUN
 	}{
-		{name: "from h2", d: datagram{data: fwd, from: h2}},
-		{name: "from h3", d: datagram{data: udpPacket(pod3, pod1, 0), from: h3}},
-		{name: "TTL 2", d: datagram{data: withTTL(fwd, 2), from: h2}},
-		{name: "with options", d: datagram{data: ipv4Packet(ipv4Spec{src: pod2, dst: pod1, proto: 6, ttl: 9, options: []byte{1, 1, 1, 0}, payload: make([]byte, 20)}), from: h2}},
-		{name: "trailing bytes after the total length", d: datagram{data: append(append([]byte(nil), fwd...), 1, 2, 3), from: h2}},
-		{name: "largest packet", d: datagram{data: udpPacket(pod2, pod1, 1500-28), from: h2}},
-		{name: "checksum -0", d: datagram{data: func() []byte {
+		{name: "from h2", d: bindtest.Datagram{Data: fwd, From: h2}},
+		{name: "from h3", d: bindtest.Datagram{Data: udpPacket(pod3, pod1, 0), From: h3}},
+		{name: "TTL 2", d: bindtest.Datagram{Data: withTTL(fwd, 2), From: h2}},
+		{name: "with options", d: bindtest.Datagram{Data: ipv4Packet(ipv4Spec{src: pod2, dst: pod1, proto: 6, ttl: 9, options: []byte{1, 1, 1, 0}, payload: make([]byte, 20)}), From: h2}},
+		{name: "trailing bytes after the total length", d: bindtest.Datagram{Data: append(append([]byte(nil), fwd...), 1, 2, 3), From: h2}},
+		{name: "largest packet", d: bindtest.Datagram{Data: udpPacket(pod2, pod1, 1500-28), From: h2}},
+		{name: "checksum -0", d: bindtest.Datagram{Data: func() []byte {
 			for id := range 1 << 16 {
 				p := withID(fwd, uint16(id))
 				if p[ipv4.OffChecksum] == 0 && p[ipv4.OffChecksum+1] == 0 {
@@ -189,65 +191,65 @@ func TestInboundStep(t *testing.T) {
 				}
 			}
 			panic("no ID gives checksum 0")
-		}(), from: h2}},
+		}(), From: h2}},
 
-		{name: "empty", d: datagram{data: []byte{}, from: h2}, drop: DropTruncated},
-		{name: "19 bytes", d: datagram{data: fwd[:19], from: h2}, drop: DropTruncated},
-		{name: "cut by the receive buffer", d: datagram{data: udpPacket(pod2, pod1, 1500), from: h2}, drop: DropTruncated},
-		{name: "truncated flag", d: datagram{data: fwd, from: h2, truncated: true}, drop: DropTruncated},
-		{name: "19 bytes from a stranger", d: datagram{data: fwd[:19], from: stranger}, drop: DropTruncated},
+		{name: "empty", d: bindtest.Datagram{Data: []byte{}, From: h2}, drop: DropTruncated},
+		{name: "19 bytes", d: bindtest.Datagram{Data: fwd[:19], From: h2}, drop: DropTruncated},
+		{name: "cut by the receive buffer", d: bindtest.Datagram{Data: udpPacket(pod2, pod1, 1500), From: h2}, drop: DropTruncated},
+		{name: "truncated flag", d: bindtest.Datagram{Data: fwd, From: h2, Truncated: true}, drop: DropTruncated},
+		{name: "19 bytes from a stranger", d: bindtest.Datagram{Data: fwd[:19], From: stranger}, drop: DropTruncated},
 
-		{name: "from a stranger", d: datagram{data: fwd, from: stranger}, drop: DropUnknownPeer},
-		{name: "from a stranger, source in no subnet", d: datagram{data: udpPacket(netip.MustParseAddr("8.8.8.8"), pod1, 0), from: stranger}, drop: DropUnknownPeer},
-		{name: "garbage from a stranger", d: datagram{data: make([]byte, 40), from: stranger}, drop: DropUnknownPeer},
-		{name: "from our own address", d: datagram{data: fwd, from: netip.MustParseAddrPort("192.0.2.1:8285")}, drop: DropUnknownPeer},
+		{name: "from a stranger", d: bindtest.Datagram{Data: fwd, From: stranger}, drop: DropUnknownPeer},
+		{name: "from a stranger, source in no subnet", d: bindtest.Datagram{Data: udpPacket(netip.MustParseAddr("8.8.8.8"), pod1, 0), From: stranger}, drop: DropUnknownPeer},
+		{name: "garbage from a stranger", d: bindtest.Datagram{Data: make([]byte, 40), From: stranger}, drop: DropUnknownPeer},
+		{name: "from our own address", d: bindtest.Datagram{Data: fwd, From: netip.MustParseAddrPort("192.0.2.1:8285")}, drop: DropUnknownPeer},
 
 		// flanneld and weftd send from the port they listen on: anything
 		// else from a peer's address is some other process on that host
 		// (or a masqueraded pod) speaking for its pods.
-		{name: "from h2, another port", d: datagram{data: fwd, from: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropWrongPeerPort},
-		{name: "from h2, port 0", d: datagram{data: fwd, from: netip.AddrPortFrom(h2.Addr(), 0)}, drop: DropWrongPeerPort},
-		{name: "from h2, h3's port", d: datagram{data: fwd, from: netip.AddrPortFrom(h2.Addr(), h3.Port()+1)}, drop: DropWrongPeerPort},
-		{name: "from h2, another port, source in h3's subnet", d: datagram{data: udpPacket(pod3, pod1, 0), from: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropWrongPeerPort},
-		{name: "from h2, another port, garbage", d: datagram{data: make([]byte, 40), from: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropWrongPeerPort},
-		{name: "19 bytes from h2, another port", d: datagram{data: fwd[:19], from: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropTruncated},
+		{name: "from h2, another port", d: bindtest.Datagram{Data: fwd, From: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropWrongPeerPort},
+		{name: "from h2, port 0", d: bindtest.Datagram{Data: fwd, From: netip.AddrPortFrom(h2.Addr(), 0)}, drop: DropWrongPeerPort},
+		{name: "from h2, h3's port", d: bindtest.Datagram{Data: fwd, From: netip.AddrPortFrom(h2.Addr(), h3.Port()+1)}, drop: DropWrongPeerPort},
+		{name: "from h2, another port, source in h3's subnet", d: bindtest.Datagram{Data: udpPacket(pod3, pod1, 0), From: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropWrongPeerPort},
+		{name: "from h2, another port, garbage", d: bindtest.Datagram{Data: make([]byte, 40), From: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropWrongPeerPort},
+		{name: "19 bytes from h2, another port", d: bindtest.Datagram{Data: fwd[:19], From: netip.AddrPortFrom(h2.Addr(), 40000)}, drop: DropTruncated},
 
-		{name: "source in h3's subnet, from h2", d: datagram{data: udpPacket(pod3, pod1, 0), from: h2}, drop: DropSpoofedSource},
-		{name: "source in no subnet, from h2", d: datagram{data: udpPacket(netip.MustParseAddr("8.8.8.8"), pod1, 0), from: h2}, drop: DropSpoofedSource},
-		{name: "source in our subnet, from h2", d: datagram{data: udpPacket(netip.MustParseAddr("100.96.1.3"), pod1, 0), from: h2}, drop: DropSpoofedSource},
+		{name: "source in h3's subnet, from h2", d: bindtest.Datagram{Data: udpPacket(pod3, pod1, 0), From: h2}, drop: DropSpoofedSource},
+		{name: "source in no subnet, from h2", d: bindtest.Datagram{Data: udpPacket(netip.MustParseAddr("8.8.8.8"), pod1, 0), From: h2}, drop: DropSpoofedSource},
+		{name: "source in our subnet, from h2", d: bindtest.Datagram{Data: udpPacket(netip.MustParseAddr("100.96.1.3"), pod1, 0), From: h2}, drop: DropSpoofedSource},
 
-		{name: "to h3's subnet", d: datagram{data: udpPacket(pod2, pod3, 0), from: h2}, drop: DropNotLocal},
-		{name: "to the internet", d: datagram{data: udpPacket(pod2, netip.MustParseAddr("8.8.8.8"), 0), from: h2}, drop: DropNotLocal},
-		{name: "to the next subnet up", d: datagram{data: udpPacket(pod2, netip.MustParseAddr("100.96.0.255"), 0), from: h2}, drop: DropNotLocal},
+		{name: "to h3's subnet", d: bindtest.Datagram{Data: udpPacket(pod2, pod3, 0), From: h2}, drop: DropNotLocal},
+		{name: "to the internet", d: bindtest.Datagram{Data: udpPacket(pod2, netip.MustParseAddr("8.8.8.8"), 0), From: h2}, drop: DropNotLocal},
+		{name: "to the next subnet up", d: bindtest.Datagram{Data: udpPacket(pod2, netip.MustParseAddr("100.96.0.255"), 0), From: h2}, drop: DropNotLocal},
 
-		{name: "IPv6", d: datagram{data: ipv6Packet(), from: h2}, drop: DropNotIPv4},
-		{name: "IHL 4", d: datagram{data: with(fwd, func(p []byte) { p[0] = 0x44 }), from: h2}, drop: DropBadHeaderLen},
-		{name: "IHL 15 in 20 bytes", d: datagram{data: with(fwd, func(p []byte) { p[0] = 0x4f })[:20], from: h2}, drop: DropBadHeaderLen},
-		{name: "total length beyond the datagram", d: datagram{data: fwd[:len(fwd)-1], from: h2}, drop: DropBadTotalLen},
-		{name: "total length 0", d: datagram{data: with(fwd, func(p []byte) { p[2], p[3] = 0, 0; fixChecksum(p) }), from: h2}, drop: DropBadTotalLen},
-		{name: "bad checksum", d: datagram{data: with(fwd, func(p []byte) { p[ipv4.OffChecksum] ^= 0x10 }), from: h2}, drop: DropBadChecksum},
-		{name: "TTL changed, checksum not", d: datagram{data: with(fwd, func(p []byte) { p[ipv4.OffTTL]++ }), from: h2}, drop: DropBadChecksum},
-		{name: "TTL 1", d: datagram{data: withTTL(fwd, 1), from: h2}, drop: DropTTLExpired},
-		{name: "TTL 0", d: datagram{data: withTTL(fwd, 0), from: h2}, drop: DropTTLExpired},
+		{name: "IPv6", d: bindtest.Datagram{Data: ipv6Packet(), From: h2}, drop: DropNotIPv4},
+		{name: "IHL 4", d: bindtest.Datagram{Data: with(fwd, func(p []byte) { p[0] = 0x44 }), From: h2}, drop: DropBadHeaderLen},
+		{name: "IHL 15 in 20 bytes", d: bindtest.Datagram{Data: with(fwd, func(p []byte) { p[0] = 0x4f })[:20], From: h2}, drop: DropBadHeaderLen},
+		{name: "total length beyond the datagram", d: bindtest.Datagram{Data: fwd[:len(fwd)-1], From: h2}, drop: DropBadTotalLen},
+		{name: "total length 0", d: bindtest.Datagram{Data: with(fwd, func(p []byte) { p[2], p[3] = 0, 0; fixChecksum(p) }), From: h2}, drop: DropBadTotalLen},
+		{name: "bad checksum", d: bindtest.Datagram{Data: with(fwd, func(p []byte) { p[ipv4.OffChecksum] ^= 0x10 }), From: h2}, drop: DropBadChecksum},
+		{name: "TTL changed, checksum not", d: bindtest.Datagram{Data: with(fwd, func(p []byte) { p[ipv4.OffTTL]++ }), From: h2}, drop: DropBadChecksum},
+		{name: "TTL 1", d: bindtest.Datagram{Data: withTTL(fwd, 1), From: h2}, drop: DropTTLExpired},
+		{name: "TTL 0", d: bindtest.Datagram{Data: withTTL(fwd, 0), From: h2}, drop: DropTTLExpired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEngine(t, 8)
-			dev, conn := newFakeDevice(64), newFakeConn()
+			dev, conn := newFakeDevice(64), bindtest.NewConn()
 			in := e.newInbound(Queue{Dev: dev, Conn: conn})
-			conn.push(tc.d)
+			conn.Push(tc.d)
 			if err := in.step(); err != nil {
 				t.Fatal(err)
 			}
 			s := e.Stats()
-			written := dev.packets()
+			written := dev.Written()
 			if tc.drop == DropNone {
 				checkDrops(t, s, nil)
 				if len(written) != 1 {
 					t.Fatalf("wrote %d packets to the TUN, want 1", len(written))
 				}
-				checkForwarded(t, written[0], tc.d.data)
-				if dev.writtenAt[0] != conn.readAt[0] {
-					t.Errorf("the packet written is not the buffer the datagram was received into: a copy")
+				checkForwarded(t, written[0], tc.d.Data)
+				if dev.WrittenAt()[0] != conn.ReadAt()[0] {
+					t.Errorf("the packet written is not the buffer the bindtest.Datagram was received into: a copy")
 				}
 				if total := uint64(len(written[0])); s.RxPackets != 1 || s.RxBytes != total {
 					t.Errorf("rx %d packets, %d bytes; want 1, %d", s.RxPackets, s.RxBytes, total)
@@ -255,13 +257,13 @@ func TestInboundStep(t *testing.T) {
 			} else {
 				checkDrops(t, s, map[Drop]uint64{tc.drop: 1})
 				if len(written) != 0 || s.RxPackets != 0 || s.RxBytes != 0 {
-					t.Errorf("dropped datagram written: %d packets, rx %d packets, %d bytes", len(written), s.RxPackets, s.RxBytes)
+					t.Errorf("dropped bindtest.Datagram written: %d packets, rx %d packets, %d bytes", len(written), s.RxPackets, s.RxBytes)
 				}
 			}
 			if s.TxPackets != 0 || s.TxBytes != 0 || s.ICMPSent != 0 {
 				t.Errorf("inbound counted tx %d packets, %d bytes, %d ICMP", s.TxPackets, s.TxBytes, s.ICMPSent)
 			}
-			if len(conn.datagrams()) != 0 {
+			if len(conn.Sent()) != 0 {
 				t.Errorf("inbound sent datagrams")
 			}
 		})
@@ -270,7 +272,7 @@ func TestInboundStep(t *testing.T) {
 
 // TestInboundMaxPacket: a peer may send packets up to MaxPacket, however
 // large the receive buffers are (an offloading device wants them larger,
-// to coalesce into).
+// to coalesce into: tun.Caps.WriteSize).
 func TestInboundMaxPacket(t *testing.T) {
 	for _, buffer := range []int{0, 1500, 1501, 65535} {
 		for _, tc := range []struct {
@@ -278,7 +280,7 @@ func TestInboundMaxPacket(t *testing.T) {
 			drop Drop
 		}{{1500, DropNone}, {1501, DropTruncated}, {9000, DropTruncated}} {
 			t.Run(fmt.Sprintf("buffer=%d,packet=%d", buffer, tc.size), func(t *testing.T) {
-				e, err := New(Config{Subnet: localSubnet, BatchSize: 8, MaxPacket: 1500, InboundBuffer: buffer})
+				e, err := New(Config{Subnet: localSubnet, BatchSize: 8, MaxPacket: 1500})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -287,9 +289,9 @@ func TestInboundMaxPacket(t *testing.T) {
 					t.Fatal(err)
 				}
 				e.SetRoutes(tbl)
-				dev, conn := newFakeDevice(8), newFakeConn()
+				dev, conn := tuntest.NewDevice(tun.Caps{Batch: 8, WriteSize: buffer}), bindtest.NewConn()
 				in := e.newInbound(Queue{Dev: dev, Conn: conn})
-				conn.push(datagram{data: udpPacket(pod2, pod1, tc.size-28), from: h2})
+				conn.Push(bindtest.Datagram{Data: udpPacket(pod2, pod1, tc.size-28), From: h2})
 				if err := in.step(); err != nil {
 					t.Fatal(err)
 				}
@@ -302,7 +304,7 @@ func TestInboundMaxPacket(t *testing.T) {
 				if tc.drop == DropNone {
 					wantWritten = 1
 				}
-				if written := dev.packets(); len(written) != wantWritten {
+				if written := dev.Written(); len(written) != wantWritten {
 					t.Fatalf("%d packets written, want %d", len(written), wantWritten)
 				}
 			})
@@ -316,41 +318,41 @@ func TestInboundMaxPacket(t *testing.T) {
 // datagrams h1 sent come from h1's own address, no peer of h1's.
 func TestInboundFlannelRecording(t *testing.T) {
 	h1 := netip.MustParseAddr("192.0.2.1")
-	var fromH2, fromH1 []datagram
+	var fromH2, fromH1 []bindtest.Datagram
 	for _, d := range needUnderlay(t) {
 		switch d.from.Addr() {
 		case h2.Addr():
-			fromH2 = append(fromH2, datagram{data: d.inner, from: d.from})
+			fromH2 = append(fromH2, bindtest.Datagram{Data: d.inner, From: d.from})
 		case h1:
-			fromH1 = append(fromH1, datagram{data: d.inner, from: d.from})
+			fromH1 = append(fromH1, bindtest.Datagram{Data: d.inner, From: d.from})
 		}
 	}
 	if len(fromH2) == 0 || len(fromH1) == 0 {
 		t.Fatalf("recording has %d datagrams from h2 and %d from h1, want some of each", len(fromH2), len(fromH1))
 	}
 	e := newTestEngine(t, 64)
-	dev, conn := newFakeDevice(64), newFakeConn()
+	dev, conn := newFakeDevice(64), bindtest.NewConn()
 	in := e.newInbound(Queue{Dev: dev, Conn: conn})
 	want := map[Drop]uint64{}
 	var wantBytes uint64
 	var wantWritten [][]byte
 	for start := 0; start < len(fromH2); start += 64 {
 		batch := fromH2[start:min(start+64, len(fromH2))]
-		conn.push(batch...)
+		conn.Push(batch...)
 		if err := in.step(); err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range batch {
-			if d.data[ipv4.OffTTL] <= 1 {
+			if d.Data[ipv4.OffTTL] <= 1 {
 				want[DropTTLExpired]++
 				continue
 			}
-			wantWritten = append(wantWritten, d.data)
-			wantBytes += uint64(len(d.data))
+			wantWritten = append(wantWritten, d.Data)
+			wantBytes += uint64(len(d.Data))
 		}
 	}
 	for start := 0; start < len(fromH1); start += 64 {
-		conn.push(fromH1[start:min(start+64, len(fromH1))]...)
+		conn.Push(fromH1[start:min(start+64, len(fromH1))]...)
 		if err := in.step(); err != nil {
 			t.Fatal(err)
 		}
@@ -358,7 +360,7 @@ func TestInboundFlannelRecording(t *testing.T) {
 	want[DropUnknownPeer] += uint64(len(fromH1))
 	s := e.Stats()
 	checkDrops(t, s, want)
-	written := dev.packets()
+	written := dev.Written()
 	if len(written) != len(wantWritten) {
 		t.Fatalf("wrote %d packets, want %d", len(written), len(wantWritten))
 	}
@@ -404,9 +406,9 @@ func TestOutboundBatchCounters(t *testing.T) {
 		batch = append(batch, p)
 	}
 	e := newTestEngine(t, 64)
-	dev, conn := newFakeDevice(64), newFakeConn()
+	dev, conn := newFakeDevice(64), bindtest.NewConn()
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
-	dev.push(batch...)
+	dev.Push(batch...)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
@@ -418,18 +420,18 @@ func TestOutboundBatchCounters(t *testing.T) {
 	if s.ICMPSent != want[DropNoRoute] {
 		t.Errorf("ICMPSent = %d, want %d", s.ICMPSent, want[DropNoRoute])
 	}
-	sent := conn.datagrams()
+	sent := conn.Sent()
 	if len(sent) != len(wantSent) {
 		t.Fatalf("sent %d, want %d", len(sent), len(wantSent))
 	}
-	if conn.writes != 1 {
-		t.Errorf("%d WriteBatch calls for one batch, want 1", conn.writes)
+	if conn.Writes() != 1 {
+		t.Errorf("%d WriteBatch calls for one batch, want 1", conn.Writes())
 	}
 	for i, d := range sent {
-		checkForwarded(t, d.data, wantSent[i])
+		checkForwarded(t, d.Data, wantSent[i])
 		// The i-th packet sent was read into buffer ID (its index in the batch).
-		if d.at != dev.readAt[ipID(d.data)] {
-			t.Errorf("datagram %d is not the TUN's buffer %d: a copy", i, ipID(d.data))
+		if d.At != dev.ReadAt()[ipID(d.Data)] {
+			t.Errorf("datagram %d is not the TUN's buffer %d: a copy", i, ipID(d.Data))
 		}
 	}
 }
@@ -440,8 +442,8 @@ func TestSendError(t *testing.T) {
 	for _, refused := range [][]int{{0}, {3}, {7}, {1, 2}, {0, 7}, {1, 3, 5}, {0, 1, 2, 3, 4, 5, 6, 7}} {
 		t.Run(fmt.Sprint(refused), func(t *testing.T) {
 			e := newTestEngine(t, 8)
-			dev, conn := newFakeDevice(8), newFakeConn()
-			conn.refuse = func(m encap.Message) bool {
+			dev, conn := newFakeDevice(8), bindtest.NewConn()
+			conn.Refuse = func(m encap.Message) bool {
 				for _, id := range refused {
 					if ipID(m.Buf) == uint16(id) {
 						return true
@@ -465,13 +467,13 @@ func TestSendError(t *testing.T) {
 					wantBytes += uint64(len(p))
 				}
 			}
-			dev.push(batch...)
+			dev.Push(batch...)
 			if err := o.step(); err != nil {
 				t.Fatal(err)
 			}
 			var gotIDs []uint16
-			for _, d := range conn.datagrams() {
-				gotIDs = append(gotIDs, ipID(d.data))
+			for _, d := range conn.Sent() {
+				gotIDs = append(gotIDs, ipID(d.Data))
 			}
 			if fmt.Sprint(gotIDs) != fmt.Sprint(wantIDs) {
 				t.Errorf("sent IDs %v, want %v", gotIDs, wantIDs)
@@ -494,15 +496,15 @@ func TestTUNWriteError(t *testing.T) {
 	for _, refused := range [][]int{{0}, {3}, {7}, {1, 2}, {0, 7}, {1, 3, 5}, {0, 1, 2, 3, 4, 5, 6, 7}} {
 		t.Run(fmt.Sprint(refused), func(t *testing.T) {
 			e := newTestEngine(t, 8)
-			dev, conn := newFakeDevice(8), newFakeConn()
-			dev.refuse = func(p []byte) bool { return containsInt(refused, int(ipID(p))) }
+			dev, conn := newFakeDevice(8), bindtest.NewConn()
+			dev.Refuse = func(p []byte) bool { return containsInt(refused, int(ipID(p))) }
 			in := e.newInbound(Queue{Dev: dev, Conn: conn})
-			var batch []datagram
+			var batch []bindtest.Datagram
 			var wantIDs []uint16
 			var sizes []uint64 // ascending
 			for i := range 8 {
 				p := withID(udpPacket(pod2, pod1, 10*i), uint16(i))
-				batch = append(batch, datagram{data: p, from: h2})
+				batch = append(batch, bindtest.Datagram{Data: p, From: h2})
 				sizes = append(sizes, uint64(len(p)))
 				if !containsInt(refused, i) {
 					wantIDs = append(wantIDs, uint16(i))
@@ -513,12 +515,12 @@ func TestTUNWriteError(t *testing.T) {
 				least += sizes[i]
 				most += sizes[len(sizes)-1-i]
 			}
-			conn.push(batch...)
+			conn.Push(batch...)
 			if err := in.step(); err != nil {
 				t.Fatal(err)
 			}
 			var gotIDs []uint16
-			for _, p := range dev.packets() {
+			for _, p := range dev.Written() {
 				gotIDs = append(gotIDs, ipID(p))
 			}
 			if fmt.Sprint(gotIDs) != fmt.Sprint(wantIDs) {
@@ -586,9 +588,9 @@ func TestNetUnreachableAnswers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEngine(t, 8)
-			dev, conn := newFakeDevice(8), newFakeConn()
+			dev, conn := newFakeDevice(8), bindtest.NewConn()
 			o := e.newOutbound(Queue{Dev: dev, Conn: conn})
-			dev.push(tc.pkt)
+			dev.Push(tc.pkt)
 			if err := o.step(); err != nil {
 				t.Fatal(err)
 			}
@@ -602,7 +604,7 @@ func TestNetUnreachableAnswers(t *testing.T) {
 				want = DropForeignSource
 			}
 			checkDrops(t, e.Stats(), map[Drop]uint64{want: 1})
-			answers := dev.packets()
+			answers := dev.Written()
 			if !tc.answer {
 				if len(answers) != 0 {
 					t.Fatalf("answered % x", answers[0])
@@ -633,13 +635,13 @@ func TestNetUnreachableFlannelRecording(t *testing.T) {
 		t.Fatal("no packets to 100.96.7.7 in the recording")
 	}
 	e := newTestEngine(t, 64)
-	dev, conn := newFakeDevice(64), newFakeConn()
+	dev, conn := newFakeDevice(64), bindtest.NewConn()
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
-	dev.push(toNowhere...)
+	dev.Push(toNowhere...)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
-	answers := dev.packets()
+	answers := dev.Written()
 	if len(answers) != len(toNowhere) {
 		t.Fatalf("%d answers to %d packets", len(answers), len(toNowhere))
 	}
@@ -707,32 +709,32 @@ func everyFor(t time.Time, d time.Duration, n int) []time.Time {
 // the time the test took, however slow the machine.
 func TestNetUnreachableRateLimited(t *testing.T) {
 	e := newTestEngine(t, 64)
-	dev, conn := newFakeDevice(64), newFakeConn()
+	dev, conn := newFakeDevice(64), bindtest.NewConn()
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 	var batch [][]byte
 	for i := range 64 {
 		batch = append(batch, withID(udpPacket(pod1, nowhere, 0), uint16(i)))
 	}
 	start := time.Now()
-	dev.push(batch...)
+	dev.Push(batch...)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(dev.packets()); n != icmpBurst {
+	if n := len(dev.Written()); n != icmpBurst {
 		t.Fatalf("first batch: %d answers, want the burst, %d", n, icmpBurst)
 	}
-	dev.push(batch...)
+	dev.Push(batch...)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
 	elapsed := time.Since(start)
 	refill := int(elapsed.Seconds() * icmpPerSecond)
-	if n := len(dev.packets()) - icmpBurst; n > refill {
+	if n := len(dev.Written()) - icmpBurst; n > refill {
 		t.Fatalf("second batch: %d answers, want at most %d after %v", n, refill, elapsed)
 	}
 	s := e.Stats()
-	if s.Dropped(DropNoRoute) != 128 || s.ICMPSent != uint64(len(dev.packets())) {
-		t.Errorf("no-route drops %d, ICMPSent %d; want 128, %d", s.Dropped(DropNoRoute), s.ICMPSent, len(dev.packets()))
+	if s.Dropped(DropNoRoute) != 128 || s.ICMPSent != uint64(len(dev.Written())) {
+		t.Errorf("no-route drops %d, ICMPSent %d; want 128, %d", s.Dropped(DropNoRoute), s.ICMPSent, len(dev.Written()))
 	}
 }
 
@@ -741,7 +743,7 @@ func TestNetUnreachableRateLimited(t *testing.T) {
 // of the ones that do.
 func TestNetUnreachableSpendsNoTokenWithoutAnswer(t *testing.T) {
 	e := newTestEngine(t, 64)
-	dev, conn := newFakeDevice(64), newFakeConn()
+	dev, conn := newFakeDevice(64), bindtest.NewConn()
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 	var batch [][]byte
 	for i := range 32 {
@@ -750,15 +752,15 @@ func TestNetUnreachableSpendsNoTokenWithoutAnswer(t *testing.T) {
 			fixChecksum(p)
 		}))
 	}
-	dev.push(batch...)
+	dev.Push(batch...)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
-	dev.push(udpPacket(pod1, nowhere, 0))
+	dev.Push(udpPacket(pod1, nowhere, 0))
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(dev.packets()); n != 1 {
+	if n := len(dev.Written()); n != 1 {
 		t.Fatalf("%d answers, want 1: unanswered packets spent the tokens", n)
 	}
 }
@@ -767,16 +769,16 @@ func TestNetUnreachableSpendsNoTokenWithoutAnswer(t *testing.T) {
 // others still go, and the packets answered are still no-route drops.
 func TestICMPWriteError(t *testing.T) {
 	e := newTestEngine(t, 8)
-	dev, conn := newFakeDevice(8), newFakeConn()
+	dev, conn := newFakeDevice(8), bindtest.NewConn()
 	// Refuse the answer to the second packet (its quote carries ID 1).
-	dev.refuse = func(p []byte) bool { return len(p) >= 48 && ipID(p[28:]) == 1 }
+	dev.Refuse = func(p []byte) bool { return len(p) >= 48 && ipID(p[28:]) == 1 }
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
-	dev.push(withID(udpPacket(pod1, nowhere, 0), 0), withID(udpPacket(pod1, nowhere, 0), 1), withID(udpPacket(pod1, nowhere, 0), 2), udpPacket(pod1, pod2, 0))
+	dev.Push(withID(udpPacket(pod1, nowhere, 0), 0), withID(udpPacket(pod1, nowhere, 0), 1), withID(udpPacket(pod1, nowhere, 0), 2), udpPacket(pod1, pod2, 0))
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
 	s := e.Stats()
-	if got := len(dev.packets()); s.ICMPSent != uint64(got) || got != 2 {
+	if got := len(dev.Written()); s.ICMPSent != uint64(got) || got != 2 {
 		t.Errorf("ICMPSent %d, written %d; want 2 each", s.ICMPSent, got)
 	}
 	checkDrops(t, s, map[Drop]uint64{DropNoRoute: 3})
@@ -791,7 +793,7 @@ func TestOutboundBatchSize(t *testing.T) {
 	for _, tc := range []struct{ engine, device, want int }{{64, 8, 8}, {4, 64, 4}, {1, 64, 1}} {
 		t.Run(fmt.Sprintf("engine=%d,device=%d", tc.engine, tc.device), func(t *testing.T) {
 			e := newTestEngine(t, tc.engine)
-			dev, conn := newFakeDevice(tc.device), newFakeConn()
+			dev, conn := newFakeDevice(tc.device), bindtest.NewConn()
 			o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 			if len(o.bufs) != tc.want || len(o.sizes) != tc.want {
 				t.Fatalf("outbound batch %d, want %d", len(o.bufs), tc.want)
@@ -803,9 +805,9 @@ func TestOutboundBatchSize(t *testing.T) {
 // TestRoutesSwap: a table set while forwarding takes effect at the next batch.
 func TestRoutesSwap(t *testing.T) {
 	e := newTestEngine(t, 8)
-	dev, conn := newFakeDevice(8), newFakeConn()
+	dev, conn := newFakeDevice(8), bindtest.NewConn()
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
-	dev.push(udpPacket(pod1, nowhere, 0))
+	dev.Push(udpPacket(pod1, nowhere, 0))
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
@@ -814,12 +816,12 @@ func TestRoutesSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.SetRoutes(tbl)
-	dev.push(udpPacket(pod1, nowhere, 0))
+	dev.Push(udpPacket(pod1, nowhere, 0))
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
-	if sent := conn.datagrams(); len(sent) != 1 || sent[0].to != h3 {
-		t.Fatalf("after the new route: sent %v, want one datagram to %v", sent, h3)
+	if sent := conn.Sent(); len(sent) != 1 || sent[0].To != h3 {
+		t.Fatalf("after the new route: sent %v, want one bindtest.Datagram to %v", sent, h3)
 	}
 	checkDrops(t, e.Stats(), map[Drop]uint64{DropNoRoute: 1})
 }
@@ -879,15 +881,15 @@ func runEngine(t *testing.T, ctx context.Context, e *Engine, queues []Queue) (wa
 }
 
 type fakeQueue struct {
-	dev  *fakeDevice
-	conn *fakeConn
+	dev  *tuntest.Device
+	conn *bindtest.Conn
 }
 
 func newFakeQueues(n int) ([]fakeQueue, []Queue) {
 	var fq []fakeQueue
 	var qs []Queue
 	for range n {
-		d, c := newFakeDevice(64), newFakeConn()
+		d, c := newFakeDevice(64), bindtest.NewConn()
 		fq = append(fq, fakeQueue{d, c})
 		qs = append(qs, Queue{Dev: d, Conn: c})
 	}
@@ -897,8 +899,8 @@ func newFakeQueues(n int) ([]fakeQueue, []Queue) {
 func checkClosed(t *testing.T, fq []fakeQueue) {
 	t.Helper()
 	for i, q := range fq {
-		if !q.dev.isShut.Load() || !q.conn.isShut.Load() {
-			t.Errorf("queue %d: device closed %v, socket closed %v; want both closed", i, q.dev.isShut.Load(), q.conn.isShut.Load())
+		if !q.dev.Closed() || !q.conn.Closed() {
+			t.Errorf("queue %d: device closed %v, socket closed %v; want both closed", i, q.dev.Closed(), q.conn.Closed())
 		}
 	}
 }
@@ -913,8 +915,8 @@ func TestRun(t *testing.T) {
 	wait := runEngine(t, ctx, e, queues)
 	out, in := udpPacket(pod1, pod2, 300), udpPacket(pod3, pod1, 400)
 	for i, q := range fq {
-		q.dev.push(withID(out, uint16(i)), withID(out, uint16(i)), udpPacket(pod1, nowhere, 0))
-		q.conn.push(datagram{data: withID(in, uint16(i)), from: h3}, datagram{data: in, from: stranger})
+		q.dev.Push(withID(out, uint16(i)), withID(out, uint16(i)), udpPacket(pod1, nowhere, 0))
+		q.conn.Push(bindtest.Datagram{Data: withID(in, uint16(i)), From: h3}, bindtest.Datagram{Data: in, From: stranger})
 	}
 	n := uint64(len(fq))
 	eventually(t, "every queue to forward", func() bool {
@@ -922,11 +924,11 @@ func TestRun(t *testing.T) {
 		return s.TxPackets == 2*n && s.RxPackets == n && s.ICMPSent == n && s.Dropped(DropUnknownPeer) == n
 	})
 	for i, q := range fq {
-		sent := q.conn.datagrams()
-		if len(sent) != 2 || sent[0].to != h2 || ipID(sent[0].data) != uint16(i) {
+		sent := q.conn.Sent()
+		if len(sent) != 2 || sent[0].To != h2 || ipID(sent[0].Data) != uint16(i) {
 			t.Errorf("queue %d: sent %d datagrams, want 2 to %v", i, len(sent), h2)
 		}
-		eventually(t, "the answer and the inbound packet in the TUN", func() bool { return len(q.dev.packets()) == 2 })
+		eventually(t, "the answer and the inbound packet in the TUN", func() bool { return len(q.dev.Written()) == 2 })
 	}
 	cancel()
 	if err := wait(); err != nil {
@@ -968,31 +970,26 @@ func TestRunFlushesOnStop(t *testing.T) {
 	e := newTestEngine(t, 64)
 	fq, queues := newFakeQueues(2)
 	conn := fq[0].conn
-	conn.gate, conn.entered = make(chan struct{}), make(chan struct{}, 1)
+	conn.Gate, conn.Entered = make(chan struct{}), make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	wait := runEngine(t, ctx, e, queues)
-	fq[0].dev.push(udpPacket(pod1, pod2, 100), udpPacket(pod1, pod3, 200))
-	<-conn.entered // the outbound loop holds the batch, sending it
-	fq[1].conn.push(datagram{data: udpPacket(pod2, pod1, 300), from: h2})
-	eventually(t, "the inbound packet written", func() bool { return len(fq[1].dev.packets()) == 1 })
+	fq[0].dev.Push(udpPacket(pod1, pod2, 100), udpPacket(pod1, pod3, 200))
+	<-conn.Entered // the outbound loop holds the batch, sending it
+	fq[1].conn.Push(bindtest.Datagram{Data: udpPacket(pod2, pod1, 300), From: h2})
+	eventually(t, "the inbound packet written", func() bool { return len(fq[1].dev.Written()) == 1 })
 	cancel()
 	eventually(t, "the reads stopped", func() bool {
-		select {
-		case <-fq[1].conn.stop.c:
-			return true
-		default:
-			return false
-		}
+		return fq[1].conn.ReadStopped()
 	})
-	if conn.isShut.Load() {
+	if conn.Closed() {
 		t.Fatal("the socket was closed under a batch in flight")
 	}
-	close(conn.gate)
+	close(conn.Gate)
 	if err := wait(); err != nil {
 		t.Fatalf("Run: %v, want nil", err)
 	}
-	if sent := conn.datagrams(); len(sent) != 2 {
+	if sent := conn.Sent(); len(sent) != 2 {
 		t.Errorf("sent %d datagrams of the batch in flight, want 2", len(sent))
 	}
 	if s := e.Stats(); s.TxPackets != 2 || s.RxPackets != 1 {
@@ -1001,9 +998,11 @@ func TestRunFlushesOnStop(t *testing.T) {
 	checkClosed(t, fq)
 }
 
-// closeOnly hides a fake's SetReadDeadline: a device that cannot stop
-// reading without closing, as wireguard-go's.
+// closeOnly is a device whose read deadline fails: it cannot stop reading
+// but by closing.
 type closeOnly struct{ tun.Device }
+
+func (closeOnly) SetReadDeadline(time.Time) error { return errors.New("no deadline") }
 
 // TestRunStopClosesWhatCannotStopReading: without a read deadline, the
 // device is closed at once, which ends its read; Run still returns nil.
@@ -1013,7 +1012,7 @@ func TestRunStopClosesWhatCannotStopReading(t *testing.T) {
 	queues[0].Dev = closeOnly{fq[0].dev}
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := runEngine(t, ctx, e, queues)
-	fq[0].dev.push(udpPacket(pod1, pod2, 100))
+	fq[0].dev.Push(udpPacket(pod1, pod2, 100))
 	eventually(t, "a packet forwarded", func() bool { return e.Stats().TxPackets == 1 })
 	cancel()
 	if err := wait(); err != nil {
@@ -1031,14 +1030,14 @@ func TestRunReadError(t *testing.T) {
 		fail func(q fakeQueue)
 		want string
 	}{
-		{"TUN read", func(q fakeQueue) { q.dev.fail(boom) }, "worker 1: read tun: boom"},
-		{"socket read", func(q fakeQueue) { q.conn.fail(boom) }, "worker 1: receive: boom"},
+		{"TUN read", func(q fakeQueue) { q.dev.Fail(boom) }, "worker 1: read tun: boom"},
+		{"socket read", func(q fakeQueue) { q.conn.Fail(boom) }, "worker 1: receive: boom"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEngine(t, 64)
 			fq, queues := newFakeQueues(3)
 			wait := runEngine(t, context.Background(), e, queues)
-			fq[1].dev.push(udpPacket(pod1, pod2, 0))
+			fq[1].dev.Push(udpPacket(pod1, pod2, 0))
 			eventually(t, "a packet forwarded", func() bool { return e.Stats().TxPackets == 1 })
 			tc.fail(fq[1])
 			err := wait()
@@ -1061,7 +1060,7 @@ func TestStatsWhileStarting(t *testing.T) {
 	fq, queues := newFakeQueues(8)
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := runEngine(t, ctx, e, queues)
-	fq[7].conn.push(datagram{data: udpPacket(pod2, pod1, 0), from: h2})
+	fq[7].conn.Push(bindtest.Datagram{Data: udpPacket(pod2, pod1, 0), From: h2})
 	eventually(t, "the last queue to forward", func() bool {
 		s := e.Stats()
 		if s.TxPackets != 0 {
@@ -1072,6 +1071,28 @@ func TestStatsWhileStarting(t *testing.T) {
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunDeviceCaps: Run refuses a device that asks for more headroom than
+// the engine leaves, or any with zero-copy receive, which leaves none.
+func TestRunDeviceCaps(t *testing.T) {
+	for _, tc := range []struct {
+		caps     tun.Caps
+		zeroCopy bool
+	}{
+		{tun.Caps{Batch: 0}, false},
+		{tun.Caps{Batch: 8, WriteHeadroom: tun.Headroom + 1}, false},
+		{tun.Caps{Batch: 8, WriteHeadroom: 10}, true},
+	} {
+		e, err := New(Config{Subnet: localSubnet, BatchSize: 8, MaxPacket: 1500, ZeroCopyReceive: tc.zeroCopy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := Queue{Dev: tuntest.NewDevice(tc.caps), Conn: bindtest.NewConn()}
+		if err := e.Run(context.Background(), []Queue{q}); err == nil {
+			t.Errorf("Run with a device of %+v (zero-copy receive %v): no error", tc.caps, tc.zeroCopy)
+		}
 	}
 }
 

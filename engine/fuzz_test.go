@@ -2,6 +2,8 @@ package engine
 
 import (
 	"encoding/binary"
+	"github.com/weft-dev/weft/encap/bindtest"
+	"github.com/weft-dev/weft/tun/tuntest"
 	"net/netip"
 	"slices"
 	"sync"
@@ -173,8 +175,8 @@ func FuzzAdmit(f *testing.F) {
 // rate limit reset for each.
 type fuzzLoop struct {
 	e    *Engine
-	dev  *fakeDevice
-	conn *fakeConn
+	dev  *tuntest.Device
+	conn *bindtest.Conn
 	o    *outbound
 }
 
@@ -184,7 +186,7 @@ func newFuzzLoop(tb testing.TB) *fuzzLoop {
 		tb.Fatal(err)
 	}
 	e.SetRoutes(fuzzTable())
-	l := &fuzzLoop{e: e, dev: newFakeDevice(4), conn: newFakeConn()}
+	l := &fuzzLoop{e: e, dev: newFakeDevice(4), conn: bindtest.NewConn()}
 	l.o = e.newOutbound(Queue{Dev: l.dev, Conn: l.conn})
 	return l
 }
@@ -195,10 +197,11 @@ func FuzzOutbound(f *testing.F) {
 	}
 	l := newFuzzLoop(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		l.dev.written, l.dev.writtenAt, l.conn.sent = nil, nil, nil
+		l.dev.Reset()
+		l.conn.Reset()
 		l.o.limit = rateLimit{}
 		before := l.e.Stats()
-		l.dev.push(data)
+		l.dev.Push(data)
 		if err := l.o.step(); err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +214,7 @@ func FuzzOutbound(f *testing.F) {
 		if tx := s.TxPackets - before.TxPackets; tx+dropped != 1 {
 			t.Fatalf("one packet: %d sent, %d dropped", tx, dropped)
 		}
-		sent, answers := l.conn.sent, l.dev.written
+		sent, answers := l.conn.Sent(), l.dev.Written()
 		if icmp := s.ICMPSent - before.ICMPSent; icmp != uint64(len(answers)) {
 			t.Fatalf("ICMPSent grew by %d, %d answers written", icmp, len(answers))
 		}
@@ -225,10 +228,10 @@ func FuzzOutbound(f *testing.F) {
 			}
 			pkt := read[:total]
 			r := fuzzTable().Lookup(ipv4.Dst(pkt))
-			if r == nil || sent[0].to != r.Peer {
-				t.Fatalf("sent to %v, route %v", sent[0].to, r)
+			if r == nil || sent[0].To != r.Peer {
+				t.Fatalf("sent to %v, route %v", sent[0].To, r)
 			}
-			checkForwarded(t, sent[0].data, pkt)
+			checkForwarded(t, sent[0].Data, pkt)
 		}
 		if len(answers) == 1 {
 			if drop != DropNone || fuzzTable().Lookup(ipv4.Dst(read)) != nil {

@@ -33,13 +33,13 @@ func (e *Engine) newInbound(q Queue) *inbound {
 		dev:   q.Dev,
 		conn:  q.Conn,
 		stats: e.newCounters(true),
-		bufs:  newBuffers(batch, e.cfg.InboundBuffer),
+		bufs:  newBuffers(batch, max(e.cfg.MaxPacket, q.Dev.Caps().WriteSize)),
 		msgs:  make([]encap.Message, batch),
 		out:   make([][]byte, 0, batch),
 	}
 	for i := range in.msgs {
 		// A peer may send MaxPacket; the rest of the buffer is the
-		// device's room to coalesce into.
+		// device's room to coalesce into (tun.Caps.WriteSize).
 		in.msgs[i].Buf = in.bufs[i][tun.Headroom : tun.Headroom+e.cfg.MaxPacket]
 	}
 	return in

@@ -16,8 +16,9 @@ import (
 // its destination up, decrement its TTL, and send
 // the batch with one sendmmsg. The UDP payload is the buffer the TUN read
 // filled: no copy. From a device that hands over super-packets whole
-// (tun.GSOReader), each is checked and looked up once and cut into segments
-// whose payloads stay in the read buffer; only their headers are written.
+// (tun.Caps.SuperPackets), each is checked and looked up once and cut into
+// segments whose payloads stay in the read buffer; only their headers are
+// written.
 type outbound struct {
 	e     *Engine
 	dev   tun.Device
@@ -29,7 +30,7 @@ type outbound struct {
 	sizes []int
 	msgs  []encap.Message
 
-	gsoDev    tun.GSOReader // nil unless the device hands over super-packets
+	gsoDev    tun.Device // dev if it hands over super-packets and they are cut here, else nil
 	gso       []tun.GSO
 	segs      []tun.Segment
 	heads     []byte // segment headers of the messages queued in msgs
@@ -45,7 +46,8 @@ type outbound struct {
 const outboundSegments = 4 * tun.MaxSegments
 
 func (e *Engine) newOutbound(q Queue) *outbound {
-	batch := min(e.cfg.BatchSize, q.Dev.BatchSize())
+	caps := q.Dev.Caps()
+	batch := min(e.cfg.BatchSize, caps.Batch)
 	o := &outbound{
 		e:       e,
 		dev:     q.Dev,
@@ -55,16 +57,16 @@ func (e *Engine) newOutbound(q Queue) *outbound {
 		icmp:    newBuffers(icmpBurst, icmpMaxLen),
 		replies: make([][]byte, 0, icmpBurst),
 	}
-	if g, ok := q.Dev.(tun.GSOReader); ok && e.cfg.ZeroCopySend {
-		o.gsoDev = g
-		o.bufs = newBuffers(batch, 65535) // a super-packet each
+	if caps.SuperPackets && e.cfg.ZeroCopySend {
+		o.gsoDev = q.Dev
+		o.bufs = newBuffers(batch, max(e.cfg.MaxPacket, caps.ReadSize))
 		o.gso = make([]tun.GSO, batch)
 		o.segs = make([]tun.Segment, tun.MaxSegments)
 		o.msgs = make([]encap.Message, 0, max(batch, outboundSegments))
 		o.heads = make([]byte, cap(o.msgs)*tun.MaxHeader)
 		return o
 	}
-	o.bufs = newBuffers(batch, e.cfg.MaxPacket)
+	o.bufs = newBuffers(batch, max(e.cfg.MaxPacket, caps.ReadSize))
 	o.msgs = make([]encap.Message, 0, batch)
 	return o
 }

@@ -1,22 +1,23 @@
 package engine
 
 import (
+	"github.com/weft-dev/weft/encap/bindtest"
 	"net/netip"
 	"testing"
 )
 
 func TestRouteStats(t *testing.T) {
 	e := newTestEngine(t, 8)
-	dev, conn := newFakeDevice(64), newFakeConn()
+	dev, conn := newFakeDevice(64), bindtest.NewConn()
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 	in := e.newInbound(Queue{Dev: dev, Conn: conn})
 	a, b := udpPacket(pod1, pod2, 10), udpPacket(pod1, pod3, 20)
-	dev.push(a, a, b, a)
+	dev.Push(a, a, b, a)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
 	back := udpPacket(pod2, pod1, 30)
-	conn.push(datagram{data: back, from: h2}, datagram{data: udpPacket(pod3, pod1, 30), from: h2}) // the second is spoofed
+	conn.Push(bindtest.Datagram{Data: back, From: h2}, bindtest.Datagram{Data: udpPacket(pod3, pod1, 30), From: h2}) // the second is spoofed
 	if err := in.step(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestRouteStatsManyAndNested(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.SetRoutes(tbl)
-	dev, conn := newFakeDevice(64), newFakeConn()
+	dev, conn := newFakeDevice(64), bindtest.NewConn()
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 	want := map[netip.Prefix]uint64{}
 	var batch [][]byte
@@ -86,7 +87,7 @@ func TestRouteStatsManyAndNested(t *testing.T) {
 			want[tbl.LookupAddr(dst).Subnet]++
 		}
 	}
-	dev.push(batch...)
+	dev.Push(batch...)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}

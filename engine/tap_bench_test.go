@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/weft-dev/weft/encap/bindtest"
 	"net/netip"
 	"testing"
 )
@@ -28,7 +29,7 @@ func BenchmarkTapInbound(b *testing.B) {
 	e := benchEngine(b)
 	conn := &benchConn{filled: make([]*byte, benchBatch)}
 	for i := range benchBatch {
-		conn.dgrams = append(conn.dgrams, datagram{data: withID(udpPacket(pod2, pod1, benchPacket-28), uint16(i)), from: h2})
+		conn.dgrams = append(conn.dgrams, bindtest.Datagram{Data: withID(udpPacket(pod2, pod1, benchPacket-28), uint16(i)), From: h2})
 	}
 	in := e.newInbound(Queue{Dev: &benchDevice{}, Conn: conn})
 	benchDumps(b, e, in.step)

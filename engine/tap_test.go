@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/weft-dev/weft/encap/bindtest"
 	"net/netip"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 var tapLocal = netip.MustParseAddrPort("192.0.2.1:8285")
 
 // boundConn is a fakeConn that says where it is bound, as encap.UDPConn does.
-type boundConn struct{ *fakeConn }
+type boundConn struct{ *bindtest.Conn }
 
 func (boundConn) LocalAddr() netip.AddrPort { return tapLocal }
 
@@ -73,13 +74,13 @@ func equalStrings(a, b []string) bool {
 func TestTapOutbound(t *testing.T) {
 	needTap(t)
 	e := newTestEngine(t, 8)
-	dev, conn := newFakeDevice(64), boundConn{newFakeConn()}
+	dev, conn := newFakeDevice(64), boundConn{bindtest.NewConn()}
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 	d := e.StartDump(DumpConfig{})
 	defer d.Close()
 
 	fwd := udpPacket(pod1, pod2, 100)
-	dev.push(fwd, withTTL(fwd, 1), udpPacket(pod1, nowhere, 10))
+	dev.Push(fwd, withTTL(fwd, 1), udpPacket(pod1, nowhere, 10))
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,17 +90,17 @@ func TestTapOutbound(t *testing.T) {
 		t.Fatalf("stages %v, want %v", s, want)
 	}
 	if !bytes.Equal(got[0].Inner(), fwd) || got[0].Wire() {
-		t.Errorf("tun-in: not the packet as read, or seen as a datagram")
+		t.Errorf("tun-in: not the packet as read, or seen as a bindtest.Datagram")
 	}
 	// wire-out: the forwarded packet (TTL one less) after outer headers.
 	w := got[5]
 	data, length := w.Data()
 	if !w.Wire() || length != len(fwd)+28 || len(data) != length {
-		t.Fatalf("wire-out: wire %v, %d of %d bytes; want a datagram of %d", w.Wire(), len(data), length, len(fwd)+28)
+		t.Fatalf("wire-out: wire %v, %d of %d bytes; want a bindtest.Datagram of %d", w.Wire(), len(data), length, len(fwd)+28)
 	}
 	checkOuter(t, data, tapLocal, h2)
-	sent := conn.datagrams()
-	if len(sent) != 1 || !bytes.Equal(data[28:], sent[0].data) {
+	sent := conn.Sent()
+	if len(sent) != 1 || !bytes.Equal(data[28:], sent[0].Data) {
 		t.Errorf("wire-out payload differs from what was sent")
 	}
 	// tun-out: the ICMP answer to the unroutable packet.
@@ -115,14 +116,14 @@ func TestTapOutbound(t *testing.T) {
 func TestTapInbound(t *testing.T) {
 	needTap(t)
 	e := newTestEngine(t, 8)
-	dev, conn := newFakeDevice(64), boundConn{newFakeConn()}
+	dev, conn := newFakeDevice(64), boundConn{bindtest.NewConn()}
 	in := e.newInbound(Queue{Dev: dev, Conn: conn})
 	d := e.StartDump(DumpConfig{})
 	defer d.Close()
 
 	good := udpPacket(pod2, pod1, 50)
 	spoofed := udpPacket(pod3, pod1, 50) // pod3 is h3's, not h2's
-	conn.push(datagram{data: good, from: h2}, datagram{data: spoofed, from: h2})
+	conn.Push(bindtest.Datagram{Data: good, From: h2}, bindtest.Datagram{Data: spoofed, From: h2})
 	if err := in.step(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,11 +135,11 @@ func TestTapInbound(t *testing.T) {
 	data, _ := got[0].Data()
 	checkOuter(t, data, h2, tapLocal)
 	if !bytes.Equal(data[28:], good) {
-		t.Errorf("wire-in payload is not the datagram received")
+		t.Errorf("wire-in payload is not the bindtest.Datagram received")
 	}
 	drop := got[2]
 	if !drop.Wire() || drop.Src != h2 || drop.Dst != tapLocal || !bytes.Equal(drop.Inner(), spoofed) {
-		t.Errorf("drop: wire %v from %v to %v; want the datagram from %v to %v", drop.Wire(), drop.Src, drop.Dst, h2, tapLocal)
+		t.Errorf("drop: wire %v from %v to %v; want the bindtest.Datagram from %v to %v", drop.Wire(), drop.Src, drop.Dst, h2, tapLocal)
 	}
 	if out := got[3].Inner(); len(out) != len(good) || out[ipv4.OffTTL] != good[ipv4.OffTTL]-1 {
 		t.Errorf("tun-out: not the packet written, TTL one less")
@@ -159,17 +160,17 @@ func TestTapInboundDrops(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.SetRoutes(tbl)
-		dev, conn := newFakeDevice(64), boundConn{newFakeConn()}
+		dev, conn := newFakeDevice(64), boundConn{bindtest.NewConn()}
 		in := e.newInbound(Queue{Dev: dev, Conn: conn})
 		d := e.StartDump(DumpConfig{Stages: StagesOf(StageDrop, StageTUNOut)})
 		good := udpPacket(pod2, pod1, 20)
-		conn.push(
-			datagram{data: good, from: h2},
-			datagram{data: udpPacket(pod3, pod1, 20), from: h2},
-			datagram{data: good, from: h2, truncated: true},
-			datagram{data: good, from: stranger},
-			datagram{data: good, from: h2},
-			datagram{data: withTTL(good, 1), from: h2},
+		conn.Push(
+			bindtest.Datagram{Data: good, From: h2},
+			bindtest.Datagram{Data: udpPacket(pod3, pod1, 20), From: h2},
+			bindtest.Datagram{Data: good, From: h2, Truncated: true},
+			bindtest.Datagram{Data: good, From: stranger},
+			bindtest.Datagram{Data: good, From: h2},
+			bindtest.Datagram{Data: withTTL(good, 1), From: h2},
 		)
 		if err := in.step(); err != nil {
 			t.Fatal(err)
@@ -182,7 +183,7 @@ func TestTapInboundDrops(t *testing.T) {
 	}
 }
 
-// checkOuter decodes a synthesised datagram and checks its addresses,
+// checkOuter decodes a synthesised bindtest.Datagram and checks its addresses,
 // lengths and checksums.
 func checkOuter(t *testing.T, data []byte, src, dst netip.AddrPort) {
 	t.Helper()
@@ -218,7 +219,7 @@ func checkOuter(t *testing.T, data []byte, src, dst netip.AddrPort) {
 func TestTapStagesAndMatch(t *testing.T) {
 	needTap(t)
 	e := newTestEngine(t, 8)
-	dev, conn := newFakeDevice(64), boundConn{newFakeConn()}
+	dev, conn := newFakeDevice(64), boundConn{bindtest.NewConn()}
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 	toH3 := func(pkt []byte, _, _ netip.AddrPort) bool { return ipv4.Dst(pkt) == u32(pod3) }
 	onlyWire := e.StartDump(DumpConfig{Stages: StagesOf(StageWireOut), Match: toH3})
@@ -226,7 +227,7 @@ func TestTapStagesAndMatch(t *testing.T) {
 	everything := e.StartDump(DumpConfig{})
 	defer everything.Close()
 
-	dev.push(udpPacket(pod1, pod2, 10), udpPacket(pod1, pod3, 10))
+	dev.Push(udpPacket(pod1, pod2, 10), udpPacket(pod1, pod3, 10))
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestTapStagesAndMatch(t *testing.T) {
 func TestTapSlowReader(t *testing.T) {
 	needTap(t)
 	e := newTestEngine(t, 64)
-	dev, conn := newFakeDevice(64), boundConn{newFakeConn()}
+	dev, conn := newFakeDevice(64), boundConn{bindtest.NewConn()}
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 	d := e.StartDump(DumpConfig{Stages: StagesOf(StageTUNIn), Queue: 3})
 	defer d.Close()
@@ -252,12 +253,12 @@ func TestTapSlowReader(t *testing.T) {
 	for range 10 {
 		batch = append(batch, udpPacket(pod1, pod2, 10))
 	}
-	dev.push(batch...)
+	dev.Push(batch...)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
-	if len(conn.datagrams()) != 10 {
-		t.Errorf("sent %d datagrams, want 10", len(conn.datagrams()))
+	if len(conn.Sent()) != 10 {
+		t.Errorf("sent %d datagrams, want 10", len(conn.Sent()))
 	}
 	if d.Captured() != 3 || d.Dropped() != 7 {
 		t.Errorf("captured %d, dropped %d; want 3, 7", d.Captured(), d.Dropped())
@@ -267,7 +268,7 @@ func TestTapSlowReader(t *testing.T) {
 	}
 	// Slots given back are used again.
 	drain(d)
-	dev.push(batch[:2]...)
+	dev.Push(batch[:2]...)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
@@ -294,12 +295,12 @@ func TestTapCloseIdles(t *testing.T) {
 func TestTapSnaplen(t *testing.T) {
 	needTap(t)
 	e := newTestEngine(t, 8)
-	dev, conn := newFakeDevice(64), boundConn{newFakeConn()}
+	dev, conn := newFakeDevice(64), boundConn{bindtest.NewConn()}
 	o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 	d := e.StartDump(DumpConfig{Stages: StagesOf(StageWireOut), Snaplen: 40})
 	defer d.Close()
 	pkt := udpPacket(pod1, pod2, 100)
-	dev.push(pkt)
+	dev.Push(pkt)
 	if err := o.step(); err != nil {
 		t.Fatal(err)
 	}
@@ -312,10 +313,10 @@ func TestTapSnaplen(t *testing.T) {
 		t.Errorf("kept %d of %d bytes, want %d of %d", len(data), length, 28+40, 28+len(pkt))
 	}
 	if binary.BigEndian.Uint16(data[26:]) != 0 {
-		t.Errorf("UDP checksum of a cut datagram is not 0 (none)")
+		t.Errorf("UDP checksum of a cut bindtest.Datagram is not 0 (none)")
 	}
 	if refChecksum(data[:20]) != 0 {
-		t.Errorf("IPv4 checksum of a cut datagram wrong")
+		t.Errorf("IPv4 checksum of a cut bindtest.Datagram wrong")
 	}
 }
 

@@ -3,6 +3,8 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/weft-dev/weft/encap/bindtest"
+	"github.com/weft-dev/weft/tun/tuntest"
 	"net/netip"
 	"testing"
 
@@ -13,36 +15,9 @@ import (
 	"github.com/weft-dev/weft/ipv4"
 )
 
-// Tests of Config.ZeroCopySend and ZeroCopyReceive: super-packets from a tun.GSOReader cut into
+// Tests of Config.ZeroCopySend and ZeroCopyReceive: super-packets from a device cut into
 // segments whose payloads stay in the read buffer, and received datagrams
 // written to the TUN from the socket's own buffers.
-
-// fakeGSODevice is a fakeDevice that is also a tun.GSOReader: each ReadGSO
-// returns a pushed batch with the GSO descriptors pushed with it.
-type fakeGSODevice struct {
-	*fakeDevice
-	gso chan []tun.GSO
-}
-
-var _ tun.GSOReader = (*fakeGSODevice)(nil)
-
-func newFakeGSODevice(batch int) *fakeGSODevice {
-	return &fakeGSODevice{fakeDevice: newFakeDevice(batch), gso: make(chan []tun.GSO, 64)}
-}
-
-func (d *fakeGSODevice) pushGSO(pkt []byte, g tun.GSO) {
-	d.gso <- []tun.GSO{g}
-	d.push(pkt)
-}
-
-func (d *fakeGSODevice) ReadGSO(bufs [][]byte, sizes []int, gso []tun.GSO, offset int) (int, error) {
-	n, err := d.Read(bufs, sizes, offset)
-	if err != nil {
-		return n, err
-	}
-	copy(gso[:n], <-d.gso)
-	return n, nil
-}
 
 // superPacket is a TCP or UDP IPv4 super-packet from pod1 to dst with n
 // payload bytes, as the kernel hands it over: total length the whole, the
@@ -105,24 +80,25 @@ func TestOutboundSuperPackets(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.SetRoutes(tbl)
-			dev, conn := newFakeGSODevice(4), newFakeConn()
+			dev := tuntest.NewDevice(tun.Caps{Batch: 4, ReadSize: 65535, SuperPackets: true})
+			conn := bindtest.NewConn()
 			o := e.newOutbound(Queue{Dev: dev, Conn: conn})
 			if o.gsoDev == nil {
-				t.Fatal("outbound does not read super-packets from a GSOReader")
+				t.Fatal("outbound does not read super-packets from a device that hands them over")
 			}
-			dev.pushGSO(tc.pkt, tc.gso)
+			dev.PushGSO([][]byte{tc.pkt}, []tun.GSO{tc.gso})
 			if err := o.step(); err != nil {
 				t.Fatal(err)
 			}
 			s := e.Stats()
-			sent := conn.datagrams()
+			sent := conn.Sent()
 			if tc.segments == nil {
 				checkDrops(t, s, map[Drop]uint64{tc.drop: 1})
 				if len(sent) != 0 || s.TxPackets != 0 {
 					t.Fatalf("dropped super-packet sent: %d datagrams", len(sent))
 				}
 				if tc.drop == DropNoRoute {
-					if a := dev.packets(); len(a) != 1 {
+					if a := dev.Written(); len(a) != 1 {
 						t.Errorf("%d ICMP answers, want 1", len(a))
 					} else if problem := checkNetUnreachable(a[0], tc.pkt); problem != "" {
 						t.Error(problem)
@@ -135,8 +111,8 @@ func TestOutboundSuperPackets(t *testing.T) {
 				t.Fatalf("sent %d datagrams, want %d", len(sent), len(tc.segments))
 			}
 			if tc.segments[0] < 0 { // a plain packet: sent whole, as always
-				checkForwarded(t, sent[0].data, tc.pkt)
-				if sent[0].head != 0 || sent[0].at != dev.readAt[0] {
+				checkForwarded(t, sent[0].Data, tc.pkt)
+				if sent[0].Head != 0 || sent[0].At != dev.ReadAt()[0] {
 					t.Error("a plain packet was not sent from the read buffer")
 				}
 				return
@@ -148,18 +124,18 @@ func TestOutboundSuperPackets(t *testing.T) {
 			}
 			offset := 0
 			for k, d := range sent {
-				bytes += uint64(len(d.data))
-				if d.to != tc.to {
-					t.Errorf("segment %d sent to %v, want %v", k, d.to, tc.to)
+				bytes += uint64(len(d.Data))
+				if d.To != tc.to {
+					t.Errorf("segment %d sent to %v, want %v", k, d.To, tc.to)
 				}
-				if d.head != hlen || len(d.data) != hlen+tc.segments[k] {
-					t.Fatalf("segment %d: %d header + %d payload bytes, want %d + %d", k, d.head, len(d.data)-d.head, hlen, tc.segments[k])
+				if d.Head != hlen || len(d.Data) != hlen+tc.segments[k] {
+					t.Fatalf("segment %d: %d header + %d payload bytes, want %d + %d", k, d.Head, len(d.Data)-d.Head, hlen, tc.segments[k])
 				}
 				// The payload is the read buffer's, not a copy.
-				if d.at != &dev.readBuf[0][hlen+offset] {
+				if d.At != &dev.ReadBufs()[0][hlen+offset] {
 					t.Errorf("segment %d payload is not in the read buffer", k)
 				}
-				if problem := checkSegment(d.data, tc.pkt, k, offset); problem != "" {
+				if problem := checkSegment(d.Data, tc.pkt, k, offset); problem != "" {
 					t.Errorf("segment %d: %s", k, problem)
 				}
 				offset += tc.segments[k]
@@ -239,28 +215,28 @@ func TestInboundZeroCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.SetRoutes(tbl)
-	dev, conn := newFakeDevice(4), newFakeConn()
+	dev, conn := newFakeDevice(4), bindtest.NewConn()
 	for range 4 {
-		conn.own = append(conn.own, make([]byte, 2000))
+		conn.Own = append(conn.Own, make([]byte, 2000))
 	}
 	in := e.newInbound(Queue{Dev: dev, Conn: conn})
 	for round := range 3 {
-		pkts := []datagram{
-			{data: withID(udpPacket(pod2, pod1, 100), uint16(round)), from: h2},
-			{data: udpPacket(pod3, pod1, 10), from: h2}, // spoofed
-			{data: withID(udpPacket(pod3, pod1, 1400), uint16(round)), from: h3},
+		pkts := []bindtest.Datagram{
+			{Data: withID(udpPacket(pod2, pod1, 100), uint16(round)), From: h2},
+			{Data: udpPacket(pod3, pod1, 10), From: h2}, // spoofed
+			{Data: withID(udpPacket(pod3, pod1, 1400), uint16(round)), From: h3},
 		}
-		conn.push(pkts...)
+		conn.Push(pkts...)
 		if err := in.step(); err != nil {
 			t.Fatal(err)
 		}
-		written := dev.packets()[2*round:]
+		written := dev.Written()[2*round:]
 		if len(written) != 2 {
 			t.Fatalf("round %d: wrote %d packets, want 2", round, len(written))
 		}
-		checkForwarded(t, written[0], pkts[0].data)
-		checkForwarded(t, written[1], pkts[2].data)
-		if dev.writtenAt[2*round] != &conn.own[0][0] || dev.writtenAt[2*round+1] != &conn.own[2][0] {
+		checkForwarded(t, written[0], pkts[0].Data)
+		checkForwarded(t, written[1], pkts[2].Data)
+		if dev.WrittenAt()[2*round] != &conn.Own[0][0] || dev.WrittenAt()[2*round+1] != &conn.Own[2][0] {
 			t.Errorf("round %d: the packets written are not the socket's buffers", round)
 		}
 	}
@@ -268,5 +244,25 @@ func TestInboundZeroCopy(t *testing.T) {
 	checkDrops(t, s, map[Drop]uint64{DropSpoofedSource: 3})
 	if s.RxPackets != 6 {
 		t.Errorf("rx %d packets, want 6", s.RxPackets)
+	}
+}
+
+// TestOutboundReadSize: the outbound loop reads into buffers of the size
+// the device asks for, not the MTU's: a copying device may hand over a
+// segment as large as the kernel cut it (after the MTU was raised from
+// outside), and wireguard-go's indexes past a buffer too short for it.
+func TestOutboundReadSize(t *testing.T) {
+	for _, readSize := range []int{0, 9000, 65535} {
+		t.Run(fmt.Sprint(readSize), func(t *testing.T) {
+			e := newTestEngine(t, 4)
+			dev := tuntest.NewDevice(tun.Caps{Batch: 4, ReadSize: readSize})
+			o := e.newOutbound(Queue{Dev: dev, Conn: bindtest.NewConn()})
+			want := tun.Headroom + max(1500, readSize)
+			for i, b := range o.bufs {
+				if len(b) != want {
+					t.Fatalf("buffer %d holds %d bytes, want %d", i, len(b), want)
+				}
+			}
+		})
 	}
 }

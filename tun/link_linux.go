@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"syscall"
 
 	"github.com/songgao/water"
 	"github.com/vishvananda/netlink"
@@ -21,15 +20,13 @@ type Config struct {
 	MTU     int          // the underlay's MTU minus the encapsulation overhead
 	Addr    netip.Addr   // the host subnet's network address, put on the device as a /32
 	Network netip.Prefix // the whole overlay, routed into the device
-	Batch   int          // most packets per Read on a plain device
-	// Offload opens the queues with a virtio-net header and TCP/UDP
-	// segmentation offloads. Create fails if the kernel refuses.
-	Offload bool
-	// ZeroCopy, with Offload, opens weft's own offloading queues, which hand
-	// super-packets over uncut (GSOReader) and coalesce writes without
-	// copying, instead of wireguard-go's, which copy segments on read and
-	// payloads on write.
-	ZeroCopy bool
+	Batch   int          // most packets per Read
+	// Kind is the kind of queues to open.
+	Kind Kind
+	// FallBack, with an offloading Kind, opens Plain queues instead when
+	// the kernel refuses the offloads; Link.Kind says what was opened and
+	// Link.Refused why. Without it Create fails.
+	FallBack bool
 	// Keep makes the device persistent (TUNSETPERSIST): when the Link
 	// closes, the device, its address and its route stay. While weftd
 	// restarts, packets for other hosts' subnets then die in a device with
@@ -37,13 +34,49 @@ type Config struct {
 	Keep bool
 }
 
+// Kind is a kind of TUN queue.
+type Kind int
+
+const (
+	// Plain queues have no virtio-net header: one packet per read(2) and
+	// per write(2), no offloads.
+	Plain Kind = iota + 1
+	// Offload is weft's own offloading queue: a virtio-net header, TCP
+	// and UDP segmentation offloads, super-packets handed over uncut
+	// (ReadGSO) and runs of segments coalesced on write with writev,
+	// without copying.
+	Offload
+	// CopyingOffload is wireguard-go's offloading queue, which copies every
+	// segment on read and every coalesced payload on write. It is kept as
+	// the baseline the bench measures Offload against.
+	CopyingOffload
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Plain:
+		return "plain"
+	case Offload:
+		return "offload"
+	case CopyingOffload:
+		return "copying-offload"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Offloads says the kind's queues take TCP and UDP super-packets: the UDP
+// sockets beside them should segment and coalesce too.
+func (k Kind) Offloads() bool { return k == Offload || k == CopyingOffload }
+
 // Link is a configured TUN device and its queues.
 type Link struct {
-	Queues []Device
-	name   string
-	index  int
-	route  *netlink.Route
-	keep   bool
+	Queues  []Device
+	kind    Kind
+	refused error
+	name    string
+	index   int
+	route   *netlink.Route
+	keep    bool
 }
 
 // Create makes the device with one queue per worker, sets its MTU and
@@ -69,8 +102,14 @@ func Create(cfg Config) (l *Link, err error) {
 			l.Close()
 		}
 	}()
+	l.kind = cfg.Kind
 	for range cfg.Queues {
-		q, err := openQueue(cfg)
+		q, err := openQueue(cfg.Name, l.kind, cfg.Batch)
+		if err != nil && l.Queues == nil && cfg.FallBack && l.kind != Plain {
+			l.refused = err
+			l.kind = Plain
+			q, err = openQueue(cfg.Name, l.kind, cfg.Batch)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
 		}
@@ -116,20 +155,20 @@ func Create(cfg Config) (l *Link, err error) {
 	return l, nil
 }
 
-// openQueue attaches one more queue to the device, of the kind cfg asks for.
-func openQueue(cfg Config) (Device, error) {
-	if cfg.Offload && cfg.ZeroCopy {
-		return openVnetQueue(cfg.Name, cfg.Batch)
-	}
-	if cfg.Offload {
-		return openOffloadQueue(cfg.Name)
+// openQueue attaches one more queue of kind to the device name.
+func openQueue(name string, kind Kind, batch int) (Device, error) {
+	switch kind {
+	case Offload:
+		return openVnetQueue(name, batch)
+	case CopyingOffload:
+		return openOffloadQueue(name)
 	}
 	// Each water.New with the same name and MultiQueue attaches one more
 	// queue to the device. Unless kept, it is not persistent: the device
 	// goes away when the last queue is closed, also if weftd dies.
 	ifce, err := water.New(water.Config{
 		DeviceType:             water.TUN,
-		PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name, MultiQueue: true},
+		PlatformSpecificParams: water.PlatformSpecificParams{Name: name, MultiQueue: true},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open queue: %w", err)
@@ -139,7 +178,7 @@ func openQueue(cfg Config) (Device, error) {
 		ifce.Close()
 		return nil, fmt.Errorf("unexpected device type %T", ifce.ReadWriteCloser)
 	}
-	q, err := newQueue(f, cfg.Batch)
+	q, err := newQueue(f, batch)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -191,7 +230,7 @@ func setPersist(q Device, on bool) error {
 	if on {
 		v = 1
 	}
-	raw, err := rawConnOf(q)
+	raw, err := q.SyscallConn()
 	if err != nil {
 		return err
 	}
@@ -200,22 +239,6 @@ func setPersist(q Device, on bool) error {
 		return err
 	}
 	return ierr
-}
-
-// rawConnOf gives access to a queue's descriptor without taking it off Go's
-// poller (os.File.Fd would make it blocking).
-func rawConnOf(q Device) (syscall.RawConn, error) {
-	switch q := q.(type) {
-	case *queue:
-		return q.raw, nil
-	case *vnetQueue:
-		return q.raw, nil
-	case offloadQueue:
-		if nt, ok := q.dev.(interface{ File() *os.File }); ok {
-			return nt.File().SyscallConn()
-		}
-	}
-	return nil, fmt.Errorf("no descriptor behind a %T", q)
 }
 
 func (c Config) check() error {
@@ -232,12 +255,22 @@ func (c Config) check() error {
 		return fmt.Errorf("tun %s: network %v is not a masked IPv4 prefix", c.Name, c.Network)
 	case c.Batch < 1:
 		return fmt.Errorf("tun %s: batch %d below 1", c.Name, c.Batch)
+	case c.Kind != Plain && c.Kind != Offload && c.Kind != CopyingOffload:
+		return fmt.Errorf("tun %s: unknown kind %v", c.Name, c.Kind)
 	}
 	return nil
 }
 
 // Name is the device's name.
 func (l *Link) Name() string { return l.name }
+
+// Kind is the kind of queues Create opened: Config.Kind, or Plain if the
+// kernel refused the offloads and Config.FallBack allowed that.
+func (l *Link) Kind() Kind { return l.kind }
+
+// Refused is why the kernel refused the offloads Config.Kind asked for, if
+// Create fell back to Plain queues; nil otherwise.
+func (l *Link) Refused() error { return l.refused }
 
 // Close removes the route, closes every queue, and so removes the device
 // (it is not persistent); a kept device (Config.Keep) stays, with its

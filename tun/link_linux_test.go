@@ -24,7 +24,7 @@ import (
 
 func TestConfigCheck(t *testing.T) {
 	good := Config{
-		Name: "flannel0", Queues: 2, MTU: 1472, Batch: 64,
+		Name: "flannel0", Queues: 2, MTU: 1472, Batch: 64, Kind: Plain,
 		Addr: netip.MustParseAddr("100.96.1.0"), Network: netip.MustParsePrefix("100.96.0.0/16"),
 	}
 	if err := good.check(); err != nil {
@@ -45,6 +45,7 @@ func TestConfigCheck(t *testing.T) {
 		{"unmasked network", func(c *Config) { c.Network = netip.MustParsePrefix("100.96.1.0/16") }, "masked IPv4"},
 		{"IPv6 network", func(c *Config) { c.Network = netip.MustParsePrefix("2001:db8::/32") }, "masked IPv4"},
 		{"batch 0", func(c *Config) { c.Batch = 0 }, "batch"},
+		{"no kind", func(c *Config) { c.Kind = 0 }, "kind"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,7 +64,7 @@ func TestConfigCheck(t *testing.T) {
 // newNetns creates a network namespace named after this process and tag,
 // removed when the test ends, pass or fail, with loopback up, forwarding on,
 // no reverse-path filter and no IPv6 (no stray router solicitations).
-func newNetns(t *testing.T, tag string) string {
+func newNetns(t testing.TB, tag string) string {
 	t.Helper()
 	name := fmt.Sprintf("wtun%d-%s", os.Getpid(), tag)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
@@ -159,7 +160,7 @@ func readMatching(t *testing.T, q Device, gso bool, n int, match func([]byte) bo
 	}
 	done := make(chan result, 1)
 	go func() {
-		bufs := newBufs(q.BatchSize())
+		bufs := newBufs(q.Caps().Batch)
 		sizes := make([]int, len(bufs))
 		gsos := make([]GSO, len(bufs))
 		var got []read
@@ -167,7 +168,7 @@ func readMatching(t *testing.T, q Device, gso bool, n int, match func([]byte) bo
 			var k int
 			var err error
 			if gso {
-				k, err = q.(GSOReader).ReadGSO(bufs, sizes, gsos, Headroom)
+				k, err = q.ReadGSO(bufs, sizes, gsos, Headroom)
 			} else {
 				k, err = q.Read(bufs, sizes, Headroom)
 			}
@@ -268,20 +269,20 @@ func sameForwarded(got, want []byte, id uint16) error {
 func TestLinkInNetns(t *testing.T) {
 	roottest.NeedRoot(t, "ip")
 	modes := []struct {
-		name              string
-		offload, zeroCopy bool
-		queue             string
+		name  string
+		kind  Kind
+		queue string
 	}{
-		{"plain", false, false, "*tun.queue"},
-		{"wireguard", true, false, "tun.offloadQueue"},
-		{"zerocopy", true, true, "*tun.vnetQueue"},
+		{"plain", Plain, "*tun.queue"},
+		{"wireguard", CopyingOffload, "*tun.offloadQueue"},
+		{"zerocopy", Offload, "*tun.vnetQueue"},
 	}
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			ns := newNetns(t, m.name)
 			dut := createIn(t, ns, Config{Name: "wdut", Queues: 1, MTU: 1500, Addr: dutAddr, Network: dutNet,
-				Batch: 16, Offload: m.offload, ZeroCopy: m.zeroCopy})
-			peer := createIn(t, ns, Config{Name: "wpeer", Queues: 1, MTU: 1500, Addr: peerAddr, Network: peerNet, Batch: 64})
+				Batch: 16, Kind: m.kind})
+			peer := createIn(t, ns, Config{Name: "wpeer", Queues: 1, MTU: 1500, Addr: peerAddr, Network: peerNet, Batch: 64, Kind: Plain})
 			q := dut.Queues[0]
 			if got := fmt.Sprintf("%T", q); got != m.queue {
 				t.Fatalf("queue is a %s, want %s", got, m.queue)
@@ -360,7 +361,7 @@ func TestLinkInNetns(t *testing.T) {
 			})
 
 			t.Run("more queues", func(t *testing.T) {
-				cfg := Config{Name: "wmq", Queues: 3, MTU: 1400, Batch: 8, Offload: m.offload, ZeroCopy: m.zeroCopy,
+				cfg := Config{Name: "wmq", Queues: 3, MTU: 1400, Batch: 8, Kind: m.kind,
 					Addr: netip.MustParseAddr("100.96.200.1"), Network: netip.MustParsePrefix("100.96.192.0/18")}
 				l := createIn(t, ns, cfg)
 				if len(l.Queues) != 3 || l.Name() != "wmq" {
@@ -389,7 +390,7 @@ func TestLinkInNetns(t *testing.T) {
 			})
 
 			t.Run("keep", func(t *testing.T) {
-				cfg := Config{Name: "wkeep", Queues: 2, MTU: 1400, Batch: 8, Offload: m.offload, ZeroCopy: m.zeroCopy,
+				cfg := Config{Name: "wkeep", Queues: 2, MTU: 1400, Batch: 8, Kind: m.kind,
 					Addr: netip.MustParseAddr("100.96.201.1"), Network: netip.MustParsePrefix("100.96.192.0/18"), Keep: true}
 				l := createIn(t, ns, cfg)
 				if err := inNS(ns, l.Close); err != nil {
@@ -433,7 +434,7 @@ func TestLinkInNetns(t *testing.T) {
 				if _, err := conn.WriteToUDP(msg, &net.UDPAddr{IP: pod2.AsSlice(), Port: 9999}); err != nil {
 					t.Fatal(err)
 				}
-				got := readMatching(t, q, m.zeroCopy, 1, toAddr(pod2, 17))[0]
+				got := readMatching(t, q, m.kind == Offload, 1, toAddr(pod2, 17))[0]
 				if got.gso != (GSO{}) && (got.gso.Kind != GSONone || got.gso.NeedsCsum) {
 					t.Errorf("GSO %+v, want a complete packet", got.gso)
 				}
@@ -477,7 +478,7 @@ func TestLinkInNetns(t *testing.T) {
 					t.Fatal(err)
 				}
 				var segs [][]byte
-				if m.zeroCopy {
+				if m.kind == Offload {
 					got := readMatching(t, q, true, 1, toAddr(pod2, 17))[0]
 					if got.gso.Kind != GSOUDPv4 || got.gso.SegmentSize != 500 {
 						t.Fatalf("GSO %+v, want a UDP super-packet of 500-byte segments (USO, Linux 6.2)", got.gso)
@@ -539,9 +540,9 @@ func TestLinkInNetns(t *testing.T) {
 	t.Run("zerocopy TSO round trip", func(t *testing.T) {
 		ns := newNetns(t, "tso")
 		dut := createIn(t, ns, Config{Name: "wdut", Queues: 1, MTU: 1500, Addr: dutAddr, Network: dutNet,
-			Batch: 16, Offload: true, ZeroCopy: true})
+			Batch: 16, Kind: Offload})
 		peer := createIn(t, ns, Config{Name: "wpeer", Queues: 1, MTU: 1500, Addr: peerAddr, Network: peerNet,
-			Batch: 16, Offload: true, ZeroCopy: true})
+			Batch: 16, Kind: Offload})
 		flow := farFlow(10)
 		if n, err := dut.Queues[0].Write(bufsOf(flow), Headroom); err != nil || n != len(flow) {
 			t.Fatalf("Write = %d, %v", n, err)

@@ -49,7 +49,10 @@ func newQueue(f *os.File, batch int) (*queue, error) {
 	return q, nil
 }
 
-func (q *queue) BatchSize() int { return q.batch }
+// Caps implements Device: packets as the MTU has them, no header of its own.
+func (q *queue) Caps() Caps { return Caps{Batch: q.batch} }
+
+func (q *queue) SyscallConn() (syscall.RawConn, error) { return q.raw, nil }
 
 // SetReadDeadline ends a blocked Read, and those after it, at t, leaving
 // writes open: weftd stops reading, then writes what it holds.
@@ -62,6 +65,14 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, rerr := q.rd.n, q.rd.err
 	q.rd.bufs, q.rd.sizes = nil, nil // the caller's; not to be kept
 	return drained(n, err, rerr)
+}
+
+// ReadGSO implements Device: a plain queue hands over packets, never
+// super-packets.
+func (q *queue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, error) {
+	n, err := q.Read(bufs, sizes, offset)
+	clear(gso[:n])
+	return n, err
 }
 
 // readReady reads packets until the batch is full or none is left, and

@@ -25,16 +25,6 @@ const (
 	vnetGSOUDPL4      = 5 // VIRTIO_NET_HDR_GSO_UDP_L4
 )
 
-// GSOReader is a Device that can hand over super-packets uncut, so that the
-// caller can send their segments without copying them (see Split).
-type GSOReader interface {
-	// ReadGSO is Read, except that a packet may be a super-packet, described
-	// by gso[i]; a packet with GSO Kind GSONone is complete, its checksum done.
-	// len(gso) must be >= len(bufs), and each buffer must hold 64 KiB past
-	// offset.
-	ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, error)
-}
-
 // vnetQueue is weft's own offloading TUN queue. Reads hand over TCP and UDP
 // super-packets whole (ReadGSO), with the virtio-net header read into the
 // headroom so nothing moves. Writes coalesce runs of TCP segments of one
@@ -51,12 +41,16 @@ type vnetQueue struct {
 	uso bool
 
 	// Read's, which cuts super-packets by copying; one reader at a time.
+	// A super-packet of more segments than the caller's buffers is handed
+	// over window by window: cut is the first segment of the next window,
+	// 0 when none is held.
 	split []Segment
 	heads []byte
 	rbuf  []byte
 	rbufs [1][]byte // rbuf, as ReadGSO takes it
 	rgso  [1]GSO
 	rsize [1]int
+	cut   int
 
 	// ReadGSO's call to the poller, made once with its arguments and
 	// results here: a closure built per read would allocate.
@@ -125,7 +119,14 @@ func newVnetQueue(f *os.File, batch int, uso bool) (*vnetQueue, error) {
 	return q, nil
 }
 
-func (q *vnetQueue) BatchSize() int { return q.batch }
+// Caps implements Device: ReadGSO hands over super-packets of up to 64 KiB,
+// and Write needs no headroom (the virtio-net header is an iovec of its own)
+// and never grows a packet (runs are coalesced with writev).
+func (q *vnetQueue) Caps() Caps {
+	return Caps{Batch: q.batch, ReadSize: 65535, SuperPackets: true}
+}
+
+func (q *vnetQueue) SyscallConn() (syscall.RawConn, error) { return q.raw, nil }
 
 // SetReadDeadline ends a blocked Read or ReadGSO, and those after it, at t,
 // leaving writes open.
@@ -139,7 +140,7 @@ func (q *vnetQueue) Close() error {
 	return err
 }
 
-// ReadGSO implements GSOReader. It waits once, then drains what is ready.
+// ReadGSO implements Device. It waits once, then drains what is ready.
 func (q *vnetQueue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, error) {
 	if offset < virtioNetHdrLen {
 		return 0, fmt.Errorf("tun: offset %d leaves no room for the virtio-net header", offset)
@@ -216,27 +217,34 @@ func parseVnetHdr(b []byte) (GSO, error) {
 }
 
 // Read implements Device for callers that want whole packets: super-packets
-// are cut by copying each segment into its own buffer.
+// are cut by copying each segment into its own buffer, as many as bufs
+// holds; the rest of the super-packet is handed over by the Reads after.
 func (q *vnetQueue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	g, sz := q.rgso[:], q.rsize[:]
-	if _, err := q.ReadGSO(q.rbufs[:], sz, g, virtioNetHdrLen); err != nil {
-		return 0, err
+	if q.cut == 0 {
+		if _, err := q.ReadGSO(q.rbufs[:], sz, g, virtioNetHdrLen); err != nil {
+			return 0, err
+		}
+		switch g[0].Kind {
+		case GSONone:
+			sizes[0] = copy(bufs[0][offset:], q.rbuf[virtioNetHdrLen:virtioNetHdrLen+sz[0]])
+			return 1, nil
+		case GSOInvalid:
+			return 0, ErrDropped
+		}
 	}
 	pkt := q.rbuf[virtioNetHdrLen : virtioNetHdrLen+sz[0]]
-	switch g[0].Kind {
-	case GSONone:
-		sizes[0] = copy(bufs[0][offset:], pkt)
-		return 1, nil
-	case GSOInvalid:
-		return 0, ErrDropped
-	}
-	n, err := Split(pkt, g[0], q.heads, q.split)
-	if err != nil || n > len(bufs) {
+	n, total, err := SplitFrom(pkt, g[0], q.cut, q.heads, q.split[:min(len(bufs), len(q.split))])
+	if err != nil {
+		q.cut = 0
 		return 0, ErrDropped // the packet is consumed; the device goes on
 	}
 	for i, s := range q.split[:n] {
 		b := bufs[i][offset:]
 		sizes[i] = copy(b, s.Head) + copy(b[len(s.Head):], s.Payload)
+	}
+	if q.cut += n; q.cut >= total {
+		q.cut = 0
 	}
 	return n, nil
 }

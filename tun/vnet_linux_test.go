@@ -68,7 +68,7 @@ func TestParseVnetHdr(t *testing.T) {
 // fakeQueue is a vnetQueue whose "kernel" is the other end of a
 // SOCK_SEQPACKET socket pair: each write(v) on one end is one message on the
 // other, as each is one packet on a TUN.
-func fakeQueue(t *testing.T, batch int) (*vnetQueue, int) {
+func fakeQueue(t testing.TB, batch int) (*vnetQueue, int) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -91,7 +91,7 @@ func fakeQueue(t *testing.T, batch int) (*vnetQueue, int) {
 }
 
 // kernelSend writes one message as the TUN would hand it over.
-func kernelSend(t *testing.T, fd int, parts ...[]byte) {
+func kernelSend(t testing.TB, fd int, parts ...[]byte) {
 	t.Helper()
 	if _, err := unix.Write(fd, bytes.Join(parts, nil)); err != nil {
 		t.Fatal(err)
@@ -224,11 +224,50 @@ func TestVnetRead(t *testing.T) {
 		t.Fatalf("Read of one packet = %d, %v", n, err)
 	}
 
+	// More segments than buffers: handed over window by window.
 	kernelSend(t, k, vnetHdr(1, 1, 40, 1448, 20, 16), pkt)
-	// The packet is consumed and cannot be handed over: a counted drop,
-	// not the end of the device.
-	if _, err := q.Read(bufs[:2], sizes, Headroom); !errors.Is(err, ErrDropped) {
-		t.Fatalf("Read of 3 segments into 2 buffers: %v, want ErrDropped", err)
+	kernelSend(t, k, vnetHdr(0, 0, 0, 0, 0, 0), want[0])
+	for _, w := range []struct{ n, first int }{{2, 0}, {1, 2}} {
+		n, err := q.Read(bufs[:2], sizes, Headroom)
+		if err != nil || n != w.n {
+			t.Fatalf("Read of 3 segments into 2 buffers = %d, %v; want %d", n, err, w.n)
+		}
+		for i := range n {
+			if got := bufs[i][Headroom : Headroom+sizes[i]]; !bytes.Equal(got, want[w.first+i]) {
+				t.Errorf("segment %d differs from the kernel's", w.first+i)
+			}
+		}
+	}
+	if n, err := q.Read(bufs, sizes, Headroom); n != 1 || err != nil || !bytes.Equal(bufs[0][Headroom:Headroom+sizes[0]], want[0]) {
+		t.Fatalf("Read after the windows = %d, %v; want the next packet", n, err)
+	}
+
+	// A pod with MSS 536: 120 segments, more than Split's 64 at once.
+	small := tcpSpec{seq: 9, flags: flagACK, payload: bytes.Repeat([]byte("efgh"), 120*536/4)}.build()
+	wantSmall := kernelSplit(small, GSOTCPv4, 536)
+	kernelSend(t, k, vnetHdr(1, 1, 40, 536, 20, 16), small)
+	bufs, sizes = newBufs(100), make([]int, 100)
+	var got [][]byte
+	for len(got) < len(wantSmall) {
+		n, err := q.Read(bufs, sizes, Headroom)
+		if err != nil {
+			t.Fatalf("Read of a super-packet of %d segments, after %d: %v", len(wantSmall), len(got), err)
+		}
+		for i := range n {
+			got = append(got, bytes.Clone(bufs[i][Headroom:Headroom+sizes[i]]))
+		}
+	}
+	for i := range wantSmall {
+		if !bytes.Equal(got[i], wantSmall[i]) {
+			t.Fatalf("segment %d of %d differs from the kernel's", i, len(wantSmall))
+		}
+	}
+
+	// A super-packet Split cannot cut is consumed: a counted drop, not the
+	// end of the device.
+	kernelSend(t, k, vnetHdr(1, 1, 40, 0, 20, 16), pkt)
+	if _, err := q.Read(bufs, sizes, Headroom); !errors.Is(err, ErrDropped) {
+		t.Fatalf("Read of a super-packet of segment size 0: %v, want ErrDropped", err)
 	}
 }
 

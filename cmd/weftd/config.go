@@ -16,6 +16,7 @@ import (
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/engine"
 	"github.com/weft-dev/weft/lease"
+	"github.com/weft-dev/weft/tun"
 )
 
 // config is weftd's command line, checked. Flags are named as flanneld's
@@ -85,8 +86,9 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.IntVar(&c.workers, "workers", runtime.NumCPU(), "forwarding workers, each with its own TUN queue and socket")
 	fs.IntVar(&c.batch, "batch", engine.DefaultBatchSize, "most packets per syscall (1 = one packet per syscall, as flanneld)")
 	fs.StringVar(&c.offload, "offload", "auto", "TUN and UDP segmentation offloads: auto, on or off")
-	c.zeroCopy = zeroCopyFlag{send: true, receive: true}
-	fs.Var(&c.zeroCopy, "zero-copy", "with offloads, move super-packets without copying them: on (true), off (false: wireguard-go's copying offload device), or only one lever, send (cut super-packets read from the TUN in place) or receive (write received segments to the TUN from the socket's buffers)")
+	// Send only: zero-copy receive measured no gain end to end (bench/RESULTS.md).
+	c.zeroCopy = zeroCopyFlag{send: true}
+	fs.Var(&c.zeroCopy, "zero-copy", "with offloads, move super-packets without copying them: send (the default: cut super-packets read from the TUN in place), receive (write received segments to the TUN from the socket's buffers), on (true: both), or off (false: wireguard-go's copying offload device, the bench's baseline)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9465", "`address` serving /metrics, /healthz and /readyz (empty: none)")
 	fs.StringVar(&c.controlSocket, "control-socket", control.DefaultSocket, "`path` of the unix socket weft status, routes and dump talk to (empty: none)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -353,3 +355,17 @@ func (z *zeroCopyFlag) Set(v string) error {
 
 // any reports whether either lever is on: both need weft's own device.
 func (z zeroCopyFlag) any() bool { return z.send || z.receive }
+
+// tunKind is the kind of TUN queues the flags ask for, and whether tun
+// may fall back to plain ones: --offload picks offloads or none (auto: if
+// the kernel has them), --zero-copy off picks wireguard-go's copying device
+// over weft's own.
+func (c *config) tunKind() (kind tun.Kind, fallBack bool) {
+	switch {
+	case c.offload == "off":
+		return tun.Plain, false
+	case c.zeroCopy.any():
+		return tun.Offload, c.offload == "auto"
+	}
+	return tun.CopyingOffload, c.offload == "auto"
+}

@@ -4,6 +4,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/weft-dev/weft/tun"
 )
 
 // parseFlagsQuiet is parseFlags that prints no usage on error.
@@ -45,9 +47,27 @@ func TestParseFlags(t *testing.T) {
 					t.Errorf("workers %d", c.workers)
 				}
 			}},
-		{name: "zero copy by default", args: base, check: func(t *testing.T, c *config) {
+		{name: "zero copy on send by default", args: base, check: func(t *testing.T, c *config) {
+			if c.zeroCopy != (zeroCopyFlag{send: true}) {
+				t.Errorf("zero copy %+v", c.zeroCopy)
+			}
+			if k, fb := c.tunKind(); k != tun.Offload || !fb {
+				t.Errorf("TUN %v, fall back %v; want weft's offload device, falling back", k, fb)
+			}
+		}},
+		{name: "zero copy on both levers", args: append(base, "--zero-copy=on"), check: func(t *testing.T, c *config) {
 			if c.zeroCopy != (zeroCopyFlag{send: true, receive: true}) {
 				t.Errorf("zero copy %+v", c.zeroCopy)
+			}
+		}},
+		{name: "copying device, offloads required", args: append(base, "--zero-copy=off", "--offload=on"), check: func(t *testing.T, c *config) {
+			if k, fb := c.tunKind(); k != tun.CopyingOffload || fb {
+				t.Errorf("TUN %v, fall back %v; want wireguard-go's device, no fall back", k, fb)
+			}
+		}},
+		{name: "no offloads", args: append(base, "--offload=off"), check: func(t *testing.T, c *config) {
+			if k, _ := c.tunKind(); k != tun.Plain {
+				t.Errorf("TUN %v, want plain", k)
 			}
 		}},
 		{name: "zero copy as a boolean", args: append(base, "--zero-copy=false"), check: func(t *testing.T, c *config) {

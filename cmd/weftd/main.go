@@ -107,26 +107,25 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 
 	mtu := ul.mtu - encap.Overhead
-	tcfg := tun.Config{
+	kind, fallBack := cfg.tunKind()
+	link, err := tun.Create(tun.Config{
 		Name:     cfg.tunName,
 		Queues:   cfg.workers,
 		MTU:      mtu,
 		Addr:     subnet.Addr(),
 		Network:  network,
 		Batch:    cfg.batch,
-		Offload:  cfg.offload != "off",
-		ZeroCopy: cfg.zeroCopy.any(),
+		Kind:     kind,
+		FallBack: fallBack,
 		Keep:     cfg.keepDevice,
-	}
-	link, err := tun.Create(tcfg)
-	if err != nil && cfg.offload == "auto" {
-		log.Warn("TUN offloads refused; forwarding without them", "err", err)
-		tcfg.Offload = false
-		link, err = tun.Create(tcfg)
-	}
+	})
 	if err != nil {
 		return err
 	}
+	if err := link.Refused(); err != nil {
+		log.Warn("TUN offloads refused; forwarding without them", "err", err)
+	}
+	offload := link.Kind().Offloads()
 	defer func() {
 		if err := link.Close(); err != nil {
 			log.Warn("removing the TUN device", "err", err)
@@ -143,11 +142,8 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 
 	ecfg := engine.Config{Subnet: subnet, BatchSize: cfg.batch, MaxPacket: mtu}
-	switch {
-	case tcfg.Offload && tcfg.ZeroCopy:
+	if link.Kind() == tun.Offload {
 		ecfg.ZeroCopySend, ecfg.ZeroCopyReceive = cfg.zeroCopy.send, cfg.zeroCopy.receive
-	case tcfg.Offload:
-		ecfg.InboundBuffer = 65535 // room for wireguard-go's device to coalesce into
 	}
 	eng, err := engine.New(ecfg)
 	if err != nil {
@@ -159,7 +155,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	eng.SetRoutes(table)
 	host := &hostState{eng: eng, started: time.Now(), network: network, subnet: subnet, publicIP: ul.publicIP,
-		tun: link.Name(), mtu: mtu, workers: cfg.workers, batch: cfg.batch, tunOffload: tcfg.Offload}
+		tun: link.Name(), mtu: mtu, workers: cfg.workers, batch: cfg.batch, tunOffload: offload}
 	if cl != nil {
 		host.setLease(cl.leaseState)
 	}
@@ -187,7 +183,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			q.Conn.Close()
 		}
 	}()
-	uopts := encap.Options{Batch: cfg.batch, GSO: tcfg.Offload, GRO: tcfg.Offload, ZeroCopy: ecfg.ZeroCopyReceive}
+	uopts := encap.Options{Batch: cfg.batch, GSO: offload, GRO: offload, ZeroCopy: ecfg.ZeroCopyReceive}
 	var gso, gro bool
 	for i := range cfg.workers {
 		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(port)), uopts)
@@ -232,7 +228,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		"tun", link.Name(), "mtu", mtu, "subnet", subnet, "network", network,
 		"underlay", ul.name, "public_ip", ul.publicIP, "port", port,
 		"workers", cfg.workers, "batch", cfg.batch, "routes", eng.Routes().Len(),
-		"tun_offload", tcfg.Offload, "zero_copy_send", ecfg.ZeroCopySend, "zero_copy_receive", ecfg.ZeroCopyReceive, "udp_gso", gso, "udp_gro", gro)
+		"tun_offload", offload, "tun_kind", link.Kind().String(), "zero_copy_send", ecfg.ZeroCopySend, "zero_copy_receive", ecfg.ZeroCopyReceive, "udp_gso", gso, "udp_gro", gro)
 	var running atomic.Bool
 	running.Store(true)
 	go watchdog(ctx, running.Load, log)
