@@ -16,7 +16,7 @@
 //	go l.Keep(ctx)                                  // renews; never revokes
 //	err = lease.WriteSubnetFile(subnetFile, lease.SubnetFile{
 //		Network: cfg.Network, Subnet: l.Subnet, MTU: mtu, IPMasq: ipMasq})
-//	for b := range reg.WatchRoutes(ctx) {           // the full table first
+//	for b := range reg.WatchRoutes(ctx, cfg) {      // the full table first
 //		apply(b.Routes)
 //	}
 //

@@ -64,9 +64,9 @@ type Batch struct {
 // it used to hold a route, that route is removed, as a re-list would.
 // While etcd is unreachable it retries with backoff and sends nothing: the
 // consumer keeps its last table. Connected tells the state.
-func (r *Registry) WatchRoutes(ctx context.Context) <-chan Batch {
+func (r *Registry) WatchRoutes(ctx context.Context, cfg Config) <-chan Batch {
 	out := make(chan Batch)
-	w := newRouteWatch(r)
+	w := newRouteWatch(r, cfg)
 	go func() {
 		defer close(out)
 		w.run(ctx, out)
@@ -78,6 +78,7 @@ func (r *Registry) WatchRoutes(ctx context.Context) <-chan Batch {
 // into a difference, and where in etcd's history it is.
 type routeWatch struct {
 	r       *Registry
+	cfg     Config // the network config the leases are checked against
 	table   map[netip.Prefix]netip.Addr
 	bad     map[string]int64 // malformed key -> the ModRevision counted
 	rev     int64            // next revision to watch from; 0: list first
@@ -85,8 +86,8 @@ type routeWatch struct {
 	resyncs int              // re-lists after a compaction (tests look)
 }
 
-func newRouteWatch(r *Registry) *routeWatch {
-	return &routeWatch{r: r, table: make(map[netip.Prefix]netip.Addr), bad: make(map[string]int64)}
+func newRouteWatch(r *Registry, cfg Config) *routeWatch {
+	return &routeWatch{r: r, cfg: cfg, table: make(map[netip.Prefix]netip.Addr), bad: make(map[string]int64)}
 }
 
 // run lists (when needed) and follows the watch until ctx is done. It can be

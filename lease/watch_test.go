@@ -56,7 +56,7 @@ func TestWatchRoutes(t *testing.T) {
 	mustPut(t, r.cli, r.configKey(), testConfig)                                          // not a subnet: not a route
 
 	ctx, cancel := context.WithCancel(t.Context())
-	ch := r.WatchRoutes(ctx)
+	ch := r.WatchRoutes(ctx, parsedConfig(t, testConfig))
 	tb := table{}
 
 	// The full list first, in subnet order.
@@ -132,7 +132,7 @@ func TestWatchCompaction(t *testing.T) {
 		mustPut(t, r.cli, key(s), leaseValue(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)})))
 	}
 
-	w := newRouteWatch(r)
+	w := newRouteWatch(r, parsedConfig(t, testConfig))
 	out := make(chan Batch)
 	tb := table{}
 	run := func(ctx context.Context) chan struct{} {
@@ -219,7 +219,7 @@ func TestWatchMalformed(t *testing.T) {
 		mustPut(t, r.cli, k, v)
 	}
 	const bad = 21
-	w := newRouteWatch(r)
+	w := newRouteWatch(r, parsedConfig(t, testConfig))
 	out := make(chan Batch)
 	ctx, stop := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -346,7 +346,7 @@ func TestWatchEtcdUnreachable(t *testing.T) {
 	r := openRegistry(t, opts)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	ch := r.WatchRoutes(ctx)
+	ch := r.WatchRoutes(ctx, parsedConfig(t, testConfig))
 	tb := table{}
 	tb.apply(wantBatch(t, ch, routes(Add, "100.96.1.0/24", "192.0.2.1")))
 

@@ -99,7 +99,7 @@ func (cl *cluster) keep(ctx context.Context, stop context.CancelCauseFunc) {
 // (the full list) is in. It returns when ctx is done.
 func (cl *cluster) feedRoutes(ctx context.Context, eng *engine.Engine, ready func()) {
 	own := cl.lease.Subnet
-	for b := range cl.reg.WatchRoutes(ctx) {
+	for b := range cl.reg.WatchRoutes(ctx, cl.cfg) {
 		cl.watchEvents.Add(uint64(len(b.Routes)))
 		changes := make([]engine.Change, 0, len(b.Routes))
 		for _, r := range b.Routes {
