@@ -388,3 +388,88 @@ func TestWatchEtcdUnreachable(t *testing.T) {
 		t.Errorf("consumer has %v\netcd has     %v", tb, want)
 	}
 }
+
+// TestWatchIgnoresMisfits: a well-formed lease the network config could never
+// have granted (outside Network, or not of SubnetLen) is no route; it is
+// logged once per key and counted once per revision, by reason.
+func TestWatchIgnoresMisfits(t *testing.T) {
+	e := startEtcd(t)
+	opts := testOptions(t, e.ClientURL())
+	logs := capture(t, &opts)
+	r := openRegistry(t, opts)
+	dir := r.subnetsDir()
+	mustPut(t, r.cli, r.subnetKey(pfx("100.96.1.0/24")), leaseValue(ip("192.0.2.1")))
+	misfits := map[string]IgnoreReason{
+		"8.8.8.0-24":     IgnoredOutsideNetwork, // a peer claiming someone else's addresses
+		"128.0.0.0-1":    IgnoredOutsideNetwork, // half the internet
+		"100.0.0.0-8":    IgnoredOutsideNetwork, // wider than Network, around it
+		"100.97.0.0-24":  IgnoredOutsideNetwork, // next door
+		"100.96.0.0-16":  IgnoredSubnetLen,      // all of Network
+		"100.96.9.0-25":  IgnoredSubnetLen,
+		"100.96.10.0-23": IgnoredSubnetLen,
+	}
+	for k := range misfits {
+		mustPut(t, r.cli, dir+k, leaseValue(ip("192.0.2.9")))
+	}
+	count := func(reason IgnoreReason) (n uint64) {
+		for _, want := range misfits {
+			if want == reason {
+				n++
+			}
+		}
+		return n
+	}
+	check := func(when string, extra uint64) {
+		t.Helper()
+		for _, reason := range IgnoreReasons() {
+			want := count(reason)
+			if reason == IgnoredOutsideNetwork {
+				want += extra
+			}
+			if got := r.Ignored(reason); got != want {
+				t.Errorf("%s: Ignored(%v) = %d, want %d", when, reason, got, want)
+			}
+		}
+		if n := logs.count("ignoring a subnet lease"); n != len(misfits) {
+			t.Errorf("%s: logged %d ignored leases, want %d (once per key)", when, n, len(misfits))
+		}
+		if n := r.Malformed(); n != 0 {
+			t.Errorf("%s: %d keys counted malformed; they parse", when, n)
+		}
+	}
+
+	w := newRouteWatch(r, parsedConfig(t, testConfig))
+	out := make(chan Batch)
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx, out)
+	}()
+	defer func() { stop(); <-done }()
+
+	wantBatch(t, out, routes(Add, "100.96.1.0/24", "192.0.2.1"))
+	check("after the list", 0)
+
+	// Through the watch: a new value for a misfit is counted, not logged
+	// again, and makes no route; the next batch is the next good lease.
+	mustPut(t, r.cli, dir+"8.8.8.0-24", leaseValue(ip("192.0.2.8")))
+	mustPut(t, r.cli, r.subnetKey(pfx("100.96.2.0/24")), leaseValue(ip("192.0.2.2")))
+	wantBatch(t, out, routes(Add, "100.96.2.0/24", "192.0.2.2"))
+	check("after a watched put", 1)
+
+	// A re-list sees the same keys again: no route, no count, no log.
+	entries, _, err := r.list(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := w.resync(entries); len(rs) != 0 {
+		t.Errorf("re-list of an unchanged registry gave %v", rs)
+	}
+	check("after a re-list", 1)
+	for subnet := range w.table {
+		if !pfx("100.96.0.0/16").Contains(subnet.Addr()) || subnet.Bits() != 24 {
+			t.Errorf("route table holds %v", subnet)
+		}
+	}
+}
