@@ -42,6 +42,9 @@ type leaseState struct {
 type etcdState struct {
 	Connected   bool
 	WatchEvents uint64 // watch events received since start
+	// IgnoredLeases counts the leases the network config rules out, by
+	// lease.IgnoreReason's String; nil when not known.
+	IgnoredLeases map[string]uint64
 }
 
 // leaseSource reports the lease's state when asked: at each scrape and

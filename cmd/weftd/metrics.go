@@ -36,11 +36,12 @@ var (
 	descExpiry  = desc("weft_lease_expiry_timestamp_seconds", "When this host's subnet lease in etcd runs out unless renewed, Unix time (etcd mode, once known).")
 	descEtcdUp  = desc("weft_etcd_connected", "Whether weftd's link to etcd is up (1) or not (0); etcd mode only.")
 	descWatch   = desc("weft_etcd_watch_events_total", "Events received on the watch of the subnet leases; etcd mode only.")
+	descIgnored = desc("weft_leases_ignored_total", "Subnet leases in etcd left out of the routes because the network config could never have granted them, by reason: outside_network, subnet_len. Each key counts once per revision; etcd mode only.", "reason")
 	descTUNDrop = desc("weft_tun_kernel_dropped_total", "Packets the kernel dropped at the TUN device before weftd could read them (its tx_dropped: the device's queue was full), which weft_drops_total cannot see.")
 
 	allDescs = []*prometheus.Desc{
 		descPackets, descBytes, descDrops, descICMP, descBatch, descRoutes, descPeers, descWorkers,
-		descOffload, descGSOFall, descDumps, descDumpCap, descDumpDrp, descInfo, descExpiry, descEtcdUp, descWatch, descTUNDrop,
+		descOffload, descGSOFall, descDumps, descDumpCap, descDumpDrp, descInfo, descExpiry, descEtcdUp, descWatch, descIgnored, descTUNDrop,
 	}
 )
 
@@ -99,6 +100,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if ls.Etcd != nil {
 			gauge(descEtcdUp, b2f(ls.Etcd.Connected))
 			counter(descWatch, ls.Etcd.WatchEvents)
+			for reason, n := range ls.Etcd.IgnoredLeases {
+				counter(descIgnored, n, reason)
+			}
 		}
 	}
 }
