@@ -74,7 +74,7 @@ func startControl(path string, host *hostState, log *slog.Logger) (*controlServe
 	if err := removeStale(path); err != nil {
 		return nil, fmt.Errorf("--control-socket %s: %w", path, err)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := listenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("--control-socket: %w", err)
 	}
@@ -90,6 +90,11 @@ func startControl(path string, host *hostState, log *slog.Logger) (*controlServe
 	go s.accept()
 	log.Info("serving the control socket", "path", path)
 	return s, nil
+}
+
+// listenPrivate creates the socket file at path and listens on it.
+func listenPrivate(path string) (*net.UnixListener, error) {
+	return net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 }
 
 // removeStale removes path if it is a socket nothing listens on.
