@@ -217,7 +217,9 @@ func tail(s string, n int) string {
 }
 
 // TestClusterScale: 1,000 peer leases written to etcd before weftd starts
-// are all in its table when it reports ready.
+// are all in its table when it reports ready. Leases the config could never
+// have granted are not: the /24 the first host holds, once the config says
+// /28s, is ignored and counted.
 func TestClusterScale(t *testing.T) {
 	needRoot(t)
 	topo := newTopology(t, "sc", 2)
@@ -234,7 +236,12 @@ func TestClusterScale(t *testing.T) {
 		return err
 	})
 	// 1,000 /28s in the upper half of the network, as many hosts of a
-	// bigger cluster would hold, on 250 distinct public addresses.
+	// bigger cluster would hold, on 250 distinct public addresses, under a
+	// config of /28 subnets (an operator's change after the first host
+	// leased its /24 under the default config).
+	if _, err := cli.Put(ctx, "/coreos.com/network/config", `{"Network":"100.96.0.0/16","SubnetLen":28,"Backend":{"Type":"udp"}}`); err != nil {
+		t.Fatal(err)
+	}
 	const peers = 1000
 	for i := range peers {
 		key := fmt.Sprintf("/coreos.com/network/subnets/100.96.%d.%d-28", 128+i/16, (i%16)*16)
@@ -250,10 +257,13 @@ func TestClusterScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := m["weft_routes"]; got != peers+1 {
-		t.Fatalf("weft_routes = %v when ready, want %d (1,000 peers and the first host)", got, peers+1)
+	if got := m["weft_routes"]; got != peers {
+		t.Fatalf("weft_routes = %v when ready, want %d (the peers, not the first host's /24)", got, peers)
 	}
-	t.Logf("ready with %d routes %v after start", peers+1, time.Since(start).Round(time.Millisecond))
+	if got := m[`weft_leases_ignored_total{reason="subnet_len"}`]; got != 1 {
+		t.Errorf("weft_leases_ignored_total{reason=\"subnet_len\"} = %v, want 1 (the first host's /24)", got)
+	}
+	t.Logf("ready with %d routes %v after start", peers, time.Since(start).Round(time.Millisecond))
 }
 
 // TestClusterThreeEtcdMembers: each host runs an etcd member, weftd is given
