@@ -20,8 +20,8 @@
 //		apply(b.Routes)
 //	}
 //
-// reg.Connected, reg.Malformed and l.Expiry are there for health checks and
-// metrics. With --embedded-etcd, StartEtcd runs the server and
+// reg.Connected, reg.Malformed, reg.Ignored and l.Expiry are there for health
+// checks and metrics. With --embedded-etcd, StartEtcd runs the server and
 // reg.WriteDefaultConfig seeds the config.
 //
 // The package emits route changes; it never programs a dataplane itself.
