@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -352,8 +353,16 @@ func (r *Registry) deleteUnchanged(ctx context.Context, e entry) error {
 // TTL takes the same subnet back, as with flannel. While etcd is unreachable it
 // retries with backoff (up to a minute apart, as flanneld). If the lease ran
 // out meanwhile, or the key was deleted, it re-creates the key if the subnet
-// is still free, and returns ErrLeaseLost if another host holds it. For a
-// reservation there is nothing to renew: Keep just waits for ctx.
+// is still free, and returns ErrLeaseLost if another host holds it.
+//
+// Keep also watches the key, and checks it at once when it changes (deleted,
+// its etcd lease revoked, taken over), not at the next renewal. It takes the
+// subnet back, atomically and only if no key exists, rather than give it up
+// as flanneld does: this host's pods have addresses in the subnet and the
+// subnet file names it, so keeping it keeps them working. If another host
+// holds it, the caller must stop using it (weftd exits).
+//
+// For a reservation there is nothing to renew: Keep just waits for ctx.
 // Call it once, typically in its own goroutine.
 func (l *Lease) Keep(ctx context.Context) error {
 	r := l.reg
@@ -361,10 +370,17 @@ func (l *Lease) Keep(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	changes := make(chan ownKey, 1)
+	var watching sync.WaitGroup
+	watching.Go(func() { l.watchOwnKey(wctx, changes) })
+	defer watching.Wait()
+	defer stopWatch()
+
 	b := r.backoff(time.Minute)
 	failures := 0
 	for {
-		if !sleep(ctx, max(time.Until(l.Expiry())-r.opts.RenewMargin, 0)) {
+		if !l.waitRenewal(ctx, changes) {
 			return nil
 		}
 		err := l.renew(ctx)
@@ -387,6 +403,26 @@ func (l *Lease) Keep(ctx context.Context) error {
 		}
 		if !sleep(ctx, b.next()) {
 			return nil
+		}
+	}
+}
+
+// waitRenewal waits until the lease is due for renewal, or the watch says
+// the key is no longer ours; it reports whether ctx is still live.
+func (l *Lease) waitRenewal(ctx context.Context, changes <-chan ownKey) bool {
+	t := time.NewTimer(max(time.Until(l.Expiry())-l.reg.opts.RenewMargin, 0))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case k := <-changes:
+			if !k.ours(l.id, l.PublicIP) {
+				l.reg.log.Debug("our subnet key changed in etcd; checking it now", "key", l.key, "present", k.present)
+				return true
+			}
 		}
 	}
 }
@@ -415,11 +451,14 @@ func (l *Lease) renew(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("check %s: %w", l.key, err)
 	}
-	switch {
-	case len(get.Kvs) == 0:
+	if len(get.Kvs) == 0 {
 		return l.recreate(ctx, l.id)
-	case clientv3.LeaseID(get.Kvs[0].Lease) != l.id:
+	}
+	switch k := ownKeyOf(get.Kvs[0]); {
+	case k.lease != l.id:
 		return fmt.Errorf("%w: %s is on another etcd lease now", ErrLeaseLost, l.key)
+	case k.publicIP != l.PublicIP:
+		return fmt.Errorf("%w: %s names %v now", ErrLeaseLost, l.key, k.publicIP)
 	}
 	return nil
 }

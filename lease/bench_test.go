@@ -16,6 +16,7 @@ import (
 func BenchmarkRoutesFromPuts(b *testing.B) {
 	const n = 10000
 	r := newRegistry(nil, Options{Prefix: DefaultPrefix, Logger: slog.New(slog.DiscardHandler)})
+	cfg := parsedConfig(b, `{"Network":"10.0.0.0/8","SubnetLen":24}`)
 	events := make([]*clientv3.Event, n)
 	for i := range n {
 		subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
@@ -31,7 +32,7 @@ func BenchmarkRoutesFromPuts(b *testing.B) {
 	runtime.ReadMemStats(&before)
 	b.ReportAllocs()
 	for b.Loop() {
-		w := newRouteWatch(r)
+		w := newRouteWatch(r, cfg)
 		if got := len(w.apply(events)); got != n {
 			b.Fatalf("%d routes from %d puts", got, n)
 		}

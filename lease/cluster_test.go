@@ -73,7 +73,7 @@ func TestThreeMemberCluster(t *testing.T) {
 	kept := make(chan error, 1)
 	go func() { kept <- l.Keep(kctx) }()
 	defer func() { stopKeep(); <-kept }()
-	ch := r.WatchRoutes(t.Context())
+	ch := r.WatchRoutes(t.Context(), cfg)
 	wantBatch(t, ch, []Route{{Op: Add, Subnet: l.Subnet, PublicIP: l.PublicIP}})
 
 	// Stop the leader: the hardest member to lose.

@@ -16,12 +16,12 @@
 //	go l.Keep(ctx)                                  // renews; never revokes
 //	err = lease.WriteSubnetFile(subnetFile, lease.SubnetFile{
 //		Network: cfg.Network, Subnet: l.Subnet, MTU: mtu, IPMasq: ipMasq})
-//	for b := range reg.WatchRoutes(ctx) {           // the full table first
+//	for b := range reg.WatchRoutes(ctx, cfg) {      // the full table first
 //		apply(b.Routes)
 //	}
 //
-// reg.Connected, reg.Malformed and l.Expiry are there for health checks and
-// metrics. With --embedded-etcd, StartEtcd runs the server and
+// reg.Connected, reg.Malformed, reg.Ignored and l.Expiry are there for health
+// checks and metrics. With --embedded-etcd, StartEtcd runs the server and
 // reg.WriteDefaultConfig seeds the config.
 //
 // The package emits route changes; it never programs a dataplane itself.

@@ -54,7 +54,7 @@ func Example() {
 
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	b := <-reg.WatchRoutes(wctx)
+	b := <-reg.WatchRoutes(wctx, cfg)
 	fmt.Println(len(b.Routes), "routes")
 
 	path := filepath.Join(dir, "subnet.env")

@@ -40,7 +40,7 @@ func TestFlannelRegistry(t *testing.T) {
 				t.Errorf("flanneld's config read as %+v", cfg)
 			}
 
-			ch := r.WatchRoutes(t.Context())
+			ch := r.WatchRoutes(t.Context(), cfg)
 			wantBatch(t, ch, routes(Add, "100.96.1.0/24", "192.0.2.1", Add, "100.96.2.0/24", "192.0.2.2"))
 			if n := r.Malformed(); n != 0 {
 				t.Errorf("%d of flanneld's keys counted malformed", n)

@@ -124,6 +124,16 @@ func capture(t *testing.T, opts *Options) *logBuffer {
 
 const testConfig = `{"Network":"100.96.0.0/16","SubnetLen":24,"Backend":{"Type":"udp","Port":8285}}`
 
+// parsedConfig parses a network config for a test, such as testConfig.
+func parsedConfig(t testing.TB, raw string) Config {
+	t.Helper()
+	c, err := ParseConfig([]byte(raw))
+	if err != nil {
+		t.Fatalf("config %s: %v", raw, err)
+	}
+	return c
+}
+
 func mustPut(t *testing.T, cli *clientv3.Client, key, val string, opts ...clientv3.OpOption) {
 	t.Helper()
 	if _, err := cli.Put(t.Context(), key, val, opts...); err != nil {

@@ -18,12 +18,16 @@ type Status struct {
 type EtcdStatus struct {
 	Connected   bool   // etcd answered the last request
 	WatchEvents uint64 // watch events received since start
+	// IgnoredLeases counts the leases the network config rules out, by
+	// IgnoreReason's String; nil when not known.
+	IgnoredLeases map[string]uint64
 }
 
 var (
-	descExpiry = prometheus.NewDesc("weft_lease_expiry_timestamp_seconds", "When this host's subnet lease in etcd runs out unless renewed, Unix time (etcd mode, once known).", nil, nil)
-	descEtcdUp = prometheus.NewDesc("weft_etcd_connected", "Whether weftd's link to etcd is up (1) or not (0); etcd mode only.", nil, nil)
-	descWatch  = prometheus.NewDesc("weft_etcd_watch_events_total", "Events received on the watch of the subnet leases; etcd mode only.", nil, nil)
+	descExpiry  = prometheus.NewDesc("weft_lease_expiry_timestamp_seconds", "When this host's subnet lease in etcd runs out unless renewed, Unix time (etcd mode, once known).", nil, nil)
+	descEtcdUp  = prometheus.NewDesc("weft_etcd_connected", "Whether weftd's link to etcd is up (1) or not (0); etcd mode only.", nil, nil)
+	descWatch   = prometheus.NewDesc("weft_etcd_watch_events_total", "Events received on the watch of the subnet leases; etcd mode only.", nil, nil)
+	descIgnored = prometheus.NewDesc("weft_leases_ignored_total", "Subnet leases in etcd left out of the routes because the network config could never have granted them, by reason: outside_network, subnet_len. Each key counts once per revision; etcd mode only.", []string{"reason"}, nil)
 )
 
 // Metrics is a collector of the lease's and etcd's metrics, read from
@@ -39,6 +43,7 @@ func (m metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descExpiry
 	ch <- descEtcdUp
 	ch <- descWatch
+	ch <- descIgnored
 }
 
 func (m metrics) Collect(ch chan<- prometheus.Metric) {
@@ -56,5 +61,8 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descEtcdUp, prometheus.GaugeValue, up)
 		ch <- prometheus.MustNewConstMetric(descWatch, prometheus.CounterValue, float64(s.Etcd.WatchEvents))
+		for reason, n := range s.Etcd.IgnoredLeases {
+			ch <- prometheus.MustNewConstMetric(descIgnored, prometheus.CounterValue, float64(n), reason)
+		}
 	}
 }

@@ -149,6 +149,7 @@ type Registry struct {
 	keySubnets string // <prefix>/subnets/
 
 	malformed atomic.Uint64 // lease values and key names skipped by WatchRoutes
+	ignored   ignoredCounts // well-formed leases the config rules out (rejected.go)
 	connected atomic.Bool
 
 	mu    sync.Mutex // serialises state changes so each is logged once

@@ -18,28 +18,67 @@ func SubnetKey(subnet netip.Prefix) string {
 
 // ParseSubnetKey parses the last element of a key under <prefix>/subnets/, as
 // SubnetKey writes it: a masked IPv4 network, "-", the prefix length (1..32),
-// nothing else. It is stricter than flannel's regular expression on purpose:
-// a name it accepts round-trips through SubnetKey, so two spellings can never
-// name one subnet. flannel's dual-stack names ("...-24&fc00::-64") are refused:
-// the udp backend never writes them.
+// nothing else; or flannel's dual-stack name, that followed by "&" and an IPv6
+// network spelled the same way ("100.96.3.0-24&fd00:1:2:3::-64"). It returns
+// the IPv4 network: weft routes only IPv4, but a dual-stack host's subnet is
+// a route and is taken all the same. It is stricter than flannel's regular
+// expression on purpose: the IPv4 part round-trips through SubnetKey, and the
+// IPv6 part must be masked and in its canonical spelling (as flannel writes
+// it), so two spellings can never name one subnet pair.
 func ParseSubnetKey(name string) (netip.Prefix, error) {
+	v4, v6, dual := strings.Cut(name, "&")
+	p, err := parseSubnetKey4(v4)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("subnet key %q: %w", name, err)
+	}
+	if dual {
+		if err := checkSubnetKey6(v6); err != nil {
+			return netip.Prefix{}, fmt.Errorf("subnet key %q: %w", name, err)
+		}
+	}
+	return p, nil
+}
+
+func parseSubnetKey4(name string) (netip.Prefix, error) {
 	addr, bits, ok := strings.Cut(name, "-")
 	if !ok {
-		return netip.Prefix{}, fmt.Errorf("subnet key %q: no '-' between address and length", name)
+		return netip.Prefix{}, errors.New("no '-' between address and length")
 	}
 	a, err := netip.ParseAddr(addr)
 	if err != nil || !a.Is4() {
-		return netip.Prefix{}, fmt.Errorf("subnet key %q: %q is not an IPv4 address", name, addr)
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 address", addr)
 	}
 	n, err := strconv.Atoi(bits)
 	if err != nil || n < 1 || n > 32 || strconv.Itoa(n) != bits {
-		return netip.Prefix{}, fmt.Errorf("subnet key %q: %q is not a prefix length 1..32", name, bits)
+		return netip.Prefix{}, fmt.Errorf("%q is not a prefix length 1..32", bits)
 	}
 	p := netip.PrefixFrom(a, n)
 	if p.Masked() != p {
-		return netip.Prefix{}, fmt.Errorf("subnet key %q: host bits set (network is %s)", name, p.Masked())
+		return netip.Prefix{}, fmt.Errorf("host bits set (network is %s)", p.Masked())
 	}
 	return p, nil
+}
+
+// checkSubnetKey6 checks the IPv6 part of a dual-stack name: a masked IPv6
+// network (no zone, not IPv4-mapped) in its canonical spelling, "-", the
+// prefix length (1..128).
+func checkSubnetKey6(name string) error {
+	addr, bits, ok := strings.Cut(name, "-")
+	if !ok {
+		return fmt.Errorf("IPv6 part %q: no '-' between address and length", name)
+	}
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" || a.String() != addr {
+		return fmt.Errorf("IPv6 part %q: %q is not an IPv6 address as flannel spells one", name, addr)
+	}
+	n, err := strconv.Atoi(bits)
+	if err != nil || n < 1 || n > 128 || strconv.Itoa(n) != bits {
+		return fmt.Errorf("IPv6 part %q: %q is not a prefix length 1..128", name, bits)
+	}
+	if p := netip.PrefixFrom(a, n); p.Masked() != p {
+		return fmt.Errorf("IPv6 part %q: host bits set (network is %s)", name, p.Masked())
+	}
+	return nil
 }
 
 // parseLeaseValue reads the JSON flannel keeps under a subnet key (its

@@ -61,12 +61,15 @@ type Batch struct {
 // revision away, WatchRoutes lists the subnets again and sends the difference
 // against what it sent before, so nothing is lost or repeated. A key whose name
 // or value does not parse is skipped, logged once and counted (Malformed); if
-// it used to hold a route, that route is removed, as a re-list would.
+// it used to hold a route, that route is removed, as a re-list would. A lease
+// cfg could never have granted (a subnet outside cfg.Network, or not of
+// cfg.SubnetLen) is no route either: it is ignored, logged once per key and
+// counted by reason (Ignored).
 // While etcd is unreachable it retries with backoff and sends nothing: the
 // consumer keeps its last table. Connected tells the state.
-func (r *Registry) WatchRoutes(ctx context.Context) <-chan Batch {
+func (r *Registry) WatchRoutes(ctx context.Context, cfg Config) <-chan Batch {
 	out := make(chan Batch)
-	w := newRouteWatch(r)
+	w := newRouteWatch(r, cfg)
 	go func() {
 		defer close(out)
 		w.run(ctx, out)
@@ -78,15 +81,18 @@ func (r *Registry) WatchRoutes(ctx context.Context) <-chan Batch {
 // into a difference, and where in etcd's history it is.
 type routeWatch struct {
 	r       *Registry
+	cfg     Config // the network config the leases are checked against
 	table   map[netip.Prefix]netip.Addr
 	bad     map[string]int64 // malformed key -> the ModRevision counted
+	misfits map[string]int64 // key the config rules out -> the ModRevision counted
 	rev     int64            // next revision to watch from; 0: list first
 	sent    bool             // the initial batch went out
 	resyncs int              // re-lists after a compaction (tests look)
 }
 
-func newRouteWatch(r *Registry) *routeWatch {
-	return &routeWatch{r: r, table: make(map[netip.Prefix]netip.Addr), bad: make(map[string]int64)}
+func newRouteWatch(r *Registry, cfg Config) *routeWatch {
+	return &routeWatch{r: r, cfg: cfg, table: make(map[netip.Prefix]netip.Addr),
+		bad: make(map[string]int64), misfits: make(map[string]int64)}
 }
 
 // run lists (when needed) and follows the watch until ctx is done. It can be
@@ -215,6 +221,7 @@ func (w *routeWatch) apply(events []*clientv3.Event) []Route {
 		if ev.Type == mvccpb.DELETE {
 			key := string(ev.Kv.Key)
 			delete(w.bad, key)
+			delete(w.misfits, key)
 			if subnet, err := ParseSubnetKey(key[min(len(key), len(w.r.subnetsDir())):]); err == nil {
 				routes = w.remove(routes, subnet)
 			}
@@ -230,6 +237,12 @@ func (w *routeWatch) apply(events []*clientv3.Event) []Route {
 		}
 		if len(w.bad) > 0 {
 			delete(w.bad, e.key)
+		}
+		// The key's name fixes its subnet, and cfg does not change: a
+		// misfit never had a route to remove.
+		if reason, ok := w.cfg.misfit(e.subnet); ok {
+			w.ignore(e, reason)
+			continue
 		}
 		if old, ok := w.table[e.subnet]; ok && old == e.publicIP {
 			continue
@@ -253,18 +266,25 @@ func (w *routeWatch) remove(routes []Route, subnet netip.Prefix) []Route {
 // removals first, then additions, each in subnet order.
 func (w *routeWatch) resync(entries []entry) []Route {
 	want := make(map[netip.Prefix]netip.Addr, len(entries))
-	bad := make(map[string]bool)
+	skipped := make(map[string]bool)
 	for _, e := range entries {
 		if e.err != nil {
 			w.malformed(e)
-			bad[e.key] = true
+			skipped[e.key] = true
+			continue
+		}
+		if reason, ok := w.cfg.misfit(e.subnet); ok {
+			w.ignore(e, reason)
+			skipped[e.key] = true
 			continue
 		}
 		want[e.subnet] = e.publicIP
 	}
-	for k := range w.bad {
-		if !bad[k] {
-			delete(w.bad, k)
+	for _, m := range []map[string]int64{w.bad, w.misfits} {
+		for k := range m {
+			if !skipped[k] {
+				delete(m, k)
+			}
 		}
 	}
 	var routes []Route
@@ -299,5 +319,20 @@ func (w *routeWatch) malformed(e entry) {
 	w.r.malformed.Add(1)
 	if !seen {
 		w.r.log.Warn("skipping a subnet key that does not parse", "key", e.key, "revision", e.modRev, "err", e.err)
+	}
+}
+
+// ignore counts a lease the config rules out once per revision of its key
+// (a re-list sees the same one again) and logs it once until the key goes.
+func (w *routeWatch) ignore(e entry, reason IgnoreReason) {
+	rev, seen := w.misfits[e.key]
+	if seen && rev == e.modRev {
+		return
+	}
+	w.misfits[e.key] = e.modRev
+	w.r.ignored[reason].Add(1)
+	if !seen {
+		w.r.log.Warn("ignoring a subnet lease the network config rules out", "key", e.key, "subnet", e.subnet,
+			"public_ip", e.publicIP, "reason", reason.String(), "network", w.cfg.Network, "subnet_len", w.cfg.SubnetLen)
 	}
 }

@@ -56,7 +56,7 @@ func TestWatchRoutes(t *testing.T) {
 	mustPut(t, r.cli, r.configKey(), testConfig)                                          // not a subnet: not a route
 
 	ctx, cancel := context.WithCancel(t.Context())
-	ch := r.WatchRoutes(ctx)
+	ch := r.WatchRoutes(ctx, parsedConfig(t, testConfig))
 	tb := table{}
 
 	// The full list first, in subnet order.
@@ -132,7 +132,7 @@ func TestWatchCompaction(t *testing.T) {
 		mustPut(t, r.cli, key(s), leaseValue(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)})))
 	}
 
-	w := newRouteWatch(r)
+	w := newRouteWatch(r, parsedConfig(t, testConfig))
 	out := make(chan Batch)
 	tb := table{}
 	run := func(ctx context.Context) chan struct{} {
@@ -197,7 +197,6 @@ func TestWatchMalformed(t *testing.T) {
 		dir + "100.96.2.0-24":             `garbage`,
 		dir + "100.96.3.0-24":             `{"PublicIP":"2001:db8::3"}`,
 		dir + "not-a-subnet":              leaseValue(ip("192.0.2.4")),
-		dir + "100.96.5.0-24&fc00::-64":   leaseValue(ip("192.0.2.5")),
 		dir + "100.96.6.7-24":             leaseValue(ip("192.0.2.6")),
 		dir + "deeper/100.96.7.0-24":      leaseValue(ip("192.0.2.7")),
 		dir + "100.96.8.0-24":             `{"PublicIPv6":null}`,
@@ -218,8 +217,8 @@ func TestWatchMalformed(t *testing.T) {
 	} {
 		mustPut(t, r.cli, k, v)
 	}
-	const bad = 21
-	w := newRouteWatch(r)
+	const bad = 20
+	w := newRouteWatch(r, parsedConfig(t, testConfig))
 	out := make(chan Batch)
 	ctx, stop := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -346,7 +345,7 @@ func TestWatchEtcdUnreachable(t *testing.T) {
 	r := openRegistry(t, opts)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	ch := r.WatchRoutes(ctx)
+	ch := r.WatchRoutes(ctx, parsedConfig(t, testConfig))
 	tb := table{}
 	tb.apply(wantBatch(t, ch, routes(Add, "100.96.1.0/24", "192.0.2.1")))
 
@@ -386,5 +385,90 @@ func TestWatchEtcdUnreachable(t *testing.T) {
 	}
 	if want := etcdTable(t, direct); tb.String() != want.String() {
 		t.Errorf("consumer has %v\netcd has     %v", tb, want)
+	}
+}
+
+// TestWatchIgnoresMisfits: a well-formed lease the network config could never
+// have granted (outside Network, or not of SubnetLen) is no route; it is
+// logged once per key and counted once per revision, by reason.
+func TestWatchIgnoresMisfits(t *testing.T) {
+	e := startEtcd(t)
+	opts := testOptions(t, e.ClientURL())
+	logs := capture(t, &opts)
+	r := openRegistry(t, opts)
+	dir := r.subnetsDir()
+	mustPut(t, r.cli, r.subnetKey(pfx("100.96.1.0/24")), leaseValue(ip("192.0.2.1")))
+	misfits := map[string]IgnoreReason{
+		"8.8.8.0-24":     IgnoredOutsideNetwork, // a peer claiming someone else's addresses
+		"128.0.0.0-1":    IgnoredOutsideNetwork, // half the internet
+		"100.0.0.0-8":    IgnoredOutsideNetwork, // wider than Network, around it
+		"100.97.0.0-24":  IgnoredOutsideNetwork, // next door
+		"100.96.0.0-16":  IgnoredSubnetLen,      // all of Network
+		"100.96.9.0-25":  IgnoredSubnetLen,
+		"100.96.10.0-23": IgnoredSubnetLen,
+	}
+	for k := range misfits {
+		mustPut(t, r.cli, dir+k, leaseValue(ip("192.0.2.9")))
+	}
+	count := func(reason IgnoreReason) (n uint64) {
+		for _, want := range misfits {
+			if want == reason {
+				n++
+			}
+		}
+		return n
+	}
+	check := func(when string, extra uint64) {
+		t.Helper()
+		for _, reason := range IgnoreReasons() {
+			want := count(reason)
+			if reason == IgnoredOutsideNetwork {
+				want += extra
+			}
+			if got := r.Ignored(reason); got != want {
+				t.Errorf("%s: Ignored(%v) = %d, want %d", when, reason, got, want)
+			}
+		}
+		if n := logs.count("ignoring a subnet lease"); n != len(misfits) {
+			t.Errorf("%s: logged %d ignored leases, want %d (once per key)", when, n, len(misfits))
+		}
+		if n := r.Malformed(); n != 0 {
+			t.Errorf("%s: %d keys counted malformed; they parse", when, n)
+		}
+	}
+
+	w := newRouteWatch(r, parsedConfig(t, testConfig))
+	out := make(chan Batch)
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx, out)
+	}()
+	defer func() { stop(); <-done }()
+
+	wantBatch(t, out, routes(Add, "100.96.1.0/24", "192.0.2.1"))
+	check("after the list", 0)
+
+	// Through the watch: a new value for a misfit is counted, not logged
+	// again, and makes no route; the next batch is the next good lease.
+	mustPut(t, r.cli, dir+"8.8.8.0-24", leaseValue(ip("192.0.2.8")))
+	mustPut(t, r.cli, r.subnetKey(pfx("100.96.2.0/24")), leaseValue(ip("192.0.2.2")))
+	wantBatch(t, out, routes(Add, "100.96.2.0/24", "192.0.2.2"))
+	check("after a watched put", 1)
+
+	// A re-list sees the same keys again: no route, no count, no log.
+	entries, _, err := r.list(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := w.resync(entries); len(rs) != 0 {
+		t.Errorf("re-list of an unchanged registry gave %v", rs)
+	}
+	check("after a re-list", 1)
+	for subnet := range w.table {
+		if !pfx("100.96.0.0/16").Contains(subnet.Addr()) || subnet.Bits() != 24 {
+			t.Errorf("route table holds %v", subnet)
+		}
 	}
 }

@@ -66,7 +66,7 @@ func joinCluster(ctx context.Context, c *config, publicIP netip.Addr, log *slog.
 	if cl.cfg, err = cl.reg.WaitConfig(ctx); err != nil {
 		return nil, err
 	}
-	cl.routes = cl.reg.WatchRoutes(ctx)           // it waits, listed, until feedRoutes reads
+	cl.routes = cl.reg.WatchRoutes(ctx, cl.cfg)           // it waits, listed, until feedRoutes reads
 	prev, _ := lease.PreviousSubnet(c.subnetFile) // none is fine: a first start
 	for delay, logged := time.Second, false; ; delay = min(2*delay, 30*time.Second) {
 		cl.lease, err = cl.reg.Acquire(ctx, cl.cfg, publicIP, prev)
@@ -90,8 +90,11 @@ func joinCluster(ctx context.Context, c *config, publicIP netip.Addr, log *slog.
 	return cl, nil
 }
 
-// keep renews the lease until ctx is done; if the subnet is lost to another
-// host, weftd must stop using it, so keep ends the daemon through stop.
+// keep renews the lease until ctx is done, and puts its key back at once if
+// it vanishes while the subnet is free (the TUN address, the routes and the
+// pods' addresses all stay valid). If another host holds the subnet, weftd
+// must stop using it: keep ends the daemon through stop, weftd exits non-zero,
+// and systemd restarts it to acquire a subnet afresh.
 func (cl *cluster) keep(ctx context.Context, stop context.CancelCauseFunc) {
 	if err := cl.lease.Keep(ctx); err != nil {
 		stop(err)

@@ -213,6 +213,52 @@ func TestClusterThreeHosts(t *testing.T) {
 				before["weft_etcd_watch_events_total"], after["weft_etcd_watch_events_total"], after["weft_routes"])
 		}
 	})
+
+	// The third weftd is gone by now (its restart ended with the subtest
+	// that made it); the second's lease is deleted under it.
+	t.Run("a live host puts its deleted lease back at once", func(t *testing.T) {
+		h1, h2 := topo.Hosts[0], topo.Hosts[1]
+		cli := etcdClient(t, h1.NS, "http://"+h1.UnderlayIP.String()+":2379")
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		const key = "/coreos.com/network/subnets/100.96.2.0-24"
+		get, err := cli.Get(ctx, key)
+		if err != nil || len(get.Kvs) != 1 {
+			t.Fatalf("the second host's key: %v, %v", get, err)
+		}
+		// Watch from before the delete: the next two events are the delete
+		// and the second host's re-creation.
+		events := cli.Watch(ctx, key, clientv3.WithRev(get.Header.Revision+1))
+		if _, err := cli.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		deleted := time.Now()
+		var seen []*clientv3.Event
+		for len(seen) < 2 {
+			select {
+			case resp := <-events:
+				if err := resp.Err(); err != nil {
+					t.Fatal(err)
+				}
+				seen = append(seen, resp.Events...)
+			case <-ctx.Done():
+				t.Fatalf("the key was not put back: events %v", seen)
+			}
+		}
+		if seen[1].Type != clientv3.EventTypePut || !strings.Contains(string(seen[1].Kv.Value), `"PublicIP":"`+h2.UnderlayIP.String()+`"`) {
+			t.Fatalf("after the delete: %v %s, want the second host's put", seen[1].Type, seen[1].Kv.Value)
+		}
+		t.Logf("key put back %v after the delete", time.Since(deleted).Round(time.Millisecond))
+		select {
+		case <-daemons[1].done:
+			t.Fatalf("the second weftd exited: %v", daemons[1].err)
+		default:
+		}
+		log, _ := os.ReadFile(daemons[1].log)
+		if !strings.Contains(string(log), "subnet key had vanished from etcd; re-created it") {
+			t.Errorf("the second weftd did not log putting its key back:\n%s", tail(string(log), 20))
+		}
+	})
 }
 
 func tail(s string, n int) string {
@@ -221,7 +267,9 @@ func tail(s string, n int) string {
 }
 
 // TestClusterScale: 1,000 peer leases written to etcd before weftd starts
-// are all in its table when it reports ready.
+// are all in its table when it reports ready. Leases the config could never
+// have granted are not: the /24 the first host holds, once the config says
+// /28s, is ignored and counted.
 func TestClusterScale(t *testing.T) {
 	needRoot(t)
 	topo := newTopology(t, "sc", 2)
@@ -238,7 +286,12 @@ func TestClusterScale(t *testing.T) {
 		return err
 	})
 	// 1,000 /28s in the upper half of the network, as many hosts of a
-	// bigger cluster would hold, on 250 distinct public addresses.
+	// bigger cluster would hold, on 250 distinct public addresses, under a
+	// config of /28 subnets (an operator's change after the first host
+	// leased its /24 under the default config).
+	if _, err := cli.Put(ctx, "/coreos.com/network/config", `{"Network":"100.96.0.0/16","SubnetLen":28,"Backend":{"Type":"udp"}}`); err != nil {
+		t.Fatal(err)
+	}
 	const peers = 1000
 	for i := range peers {
 		key := fmt.Sprintf("/coreos.com/network/subnets/100.96.%d.%d-28", 128+i/16, (i%16)*16)
@@ -254,10 +307,13 @@ func TestClusterScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := m["weft_routes"]; got != peers+1 {
-		t.Fatalf("weft_routes = %v when ready, want %d (1,000 peers and the first host)", got, peers+1)
+	if got := m["weft_routes"]; got != peers {
+		t.Fatalf("weft_routes = %v when ready, want %d (the peers, not the first host's /24)", got, peers)
 	}
-	t.Logf("ready with %d routes %v after start", peers+1, time.Since(start).Round(time.Millisecond))
+	if got := m[`weft_leases_ignored_total{reason="subnet_len"}`]; got != 1 {
+		t.Errorf("weft_leases_ignored_total{reason=\"subnet_len\"} = %v, want 1 (the first host's /24)", got)
+	}
+	t.Logf("ready with %d routes %v after start", peers, time.Since(start).Round(time.Millisecond))
 }
 
 // TestClusterThreeEtcdMembers: each host runs an etcd member, weftd is given

@@ -74,14 +74,8 @@ func startControl(path string, host *hostState, log *slog.Logger) (*controlServe
 	if err := removeStale(path); err != nil {
 		return nil, fmt.Errorf("--control-socket %s: %w", path, err)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := listenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("--control-socket: %w", err)
-	}
-	// Connecting needs write permission on the socket: until this chmod the
-	// umask's mode (0755 at most) already keeps other users out.
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("--control-socket: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -90,6 +84,29 @@ func startControl(path string, host *hostState, log *slog.Logger) (*controlServe
 	go s.accept()
 	log.Info("serving the control socket", "path", path)
 	return s, nil
+}
+
+// umaskMu serialises weftd's own umask changes, so that one cannot restore
+// the umask another has just narrowed.
+var umaskMu sync.Mutex
+
+// listenPrivate creates the socket file at path with mode 0600 and listens on
+// it. Connecting needs write permission on the socket, so only root may talk
+// to weftd. bind(2) creates the file with 0777 less the umask and has no mode
+// argument, so the umask is narrowed to 0177 around it: the file is private
+// from its first instant, where a chmod after it would leave a window.
+//
+// The umask is the whole process's. That is safe here: weftd's own changes
+// are serialised by umaskMu, and the window is one bind(2) at start, before
+// weftd writes the subnet file. A file or directory that another goroutine
+// (the embedded etcd, a log reopen) happens to create in it comes out
+// narrower than asked (at most 0600), never wider, which stops no root process.
+func listenPrivate(path string) (*net.UnixListener, error) {
+	umaskMu.Lock()
+	defer umaskMu.Unlock()
+	old := syscall.Umask(0o177)
+	defer syscall.Umask(old)
+	return net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 }
 
 // removeStale removes path if it is a socket nothing listens on.

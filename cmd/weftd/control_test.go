@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -272,5 +273,29 @@ func TestControlShutdownEndsDumps(t *testing.T) {
 	_, end, err := stream.Next()
 	if err != nil || end == nil || end.Reason != "shutdown" {
 		t.Errorf("end %+v, %v; want the shutdown's end", end, err)
+	}
+}
+
+// TestControlSocketCreatedPrivate: the socket file is created with mode 0600,
+// whatever the process's umask, not made private after it exists: between the
+// two, any local user could connect.
+func TestControlSocketCreatedPrivate(t *testing.T) {
+	old := syscall.Umask(0) // the widest a umask allows: 0777 for a socket
+	t.Cleanup(func() { syscall.Umask(old) })
+	path := filepath.Join(t.TempDir(), "weftd.sock")
+	ln, err := listenPrivate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket created with mode %v, want a socket with 0600", fi.Mode())
+	}
+	if now := syscall.Umask(0); now != 0 {
+		t.Errorf("umask %#o after listenPrivate, want the process's own (0) back", now)
 	}
 }

@@ -49,19 +49,23 @@ func TestCollector(t *testing.T) {
 		}
 	}
 	// Static mode: no lease, no etcd, and no zeros pretending otherwise.
-	for _, name := range []string{"weft_lease_expiry_timestamp_seconds", "weft_etcd_connected", "weft_etcd_watch_events_total"} {
+	for _, name := range []string{"weft_lease_expiry_timestamp_seconds", "weft_etcd_connected", "weft_etcd_watch_events_total", "weft_leases_ignored_total"} {
 		if got[name] != 0 {
 			t.Errorf("%s exported in static mode", name)
 		}
 	}
 	host.setLease(func() leaseState {
-		return leaseState{Expiry: time.Now().Add(time.Hour), Etcd: &etcdState{Connected: true}}
+		return leaseState{Expiry: time.Now().Add(time.Hour), Etcd: &etcdState{Connected: true,
+			IgnoredLeases: map[string]uint64{"outside_network": 2, "subnet_len": 0}}}
 	})
 	got = gather(t, host)
 	for _, name := range []string{"weft_lease_expiry_timestamp_seconds", "weft_etcd_connected", "weft_etcd_watch_events_total"} {
 		if got[name] != 1 {
 			t.Errorf("%s: %d series in etcd mode, want 1", name, got[name])
 		}
+	}
+	if n := got["weft_leases_ignored_total"]; n != 2 {
+		t.Errorf("weft_leases_ignored_total: %d series in etcd mode, want one per reason (2)", n)
 	}
 	// An expiry not known yet is not exported as 0 (the epoch).
 	host.setLease(func() leaseState { return leaseState{} })
