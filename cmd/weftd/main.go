@@ -84,7 +84,7 @@ func reopenOnHangup(hup <-chan os.Signal, lf *logFile, log *slog.Logger) {
 }
 
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
-	ul, err := findUnderlay(cfg.iface, cfg.publicIP)
+	ul, err := findUnderlay(cfg)
 	if err != nil {
 		return err
 	}
