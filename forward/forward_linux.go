@@ -92,10 +92,7 @@ func (r *Rules) want() []rule {
 	return []rule{{dst: false, prefix: r.network}, {dst: true, prefix: r.network}}
 }
 
-var (
-	filterTable = &nftables.Table{Family: nftables.TableFamilyIPv4, Name: TableName}
-	forwardHook = nftables.ChainHookForward
-)
+var forwardHook = nftables.ChainHookForward
 
 func conn(netns int) (*nftables.Conn, error) {
 	c, err := nftables.New(nftables.WithNetNSFd(netns))
