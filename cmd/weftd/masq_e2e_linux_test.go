@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netns"
 
 	"github.com/weft-dev/weft/bench"
@@ -75,6 +77,44 @@ func TestMasqStatic(t *testing.T) {
 		t.Logf("host 1 from %v -> pod %v:7103: pod 2 saw %v", h1.UnderlayIP, h2.PodIP, seen)
 		if seen != h1.Subnet.Addr() {
 			t.Errorf("source seen %v, want flannel0's address %v", seen, h1.Subnet.Addr())
+		}
+	})
+
+	t.Run("what kube-proxy marked is left to kube-proxy", func(t *testing.T) {
+		// kube-proxy marks what it will masquerade itself with bit
+		// 0x4000; here a table of the test's marks every packet.
+		marker := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: "kubeproxytest"}
+		masqNftConn(t, h1.NS, func(c *nftables.Conn) error {
+			c.AddTable(marker)
+			ch := c.AddChain(&nftables.Chain{Name: "mark", Table: marker, Type: nftables.ChainTypeFilter,
+				Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
+			c.AddRule(&nftables.Rule{Table: marker, Chain: ch, Exprs: []expr.Any{
+				&expr.Immediate{Register: 1, Data: binary.NativeEndian.AppendUint32(nil, masq.KubeProxyMark)},
+				&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+			}})
+			return c.Flush()
+		})
+		defer masqNftConn(t, h1.NS, func(c *nftables.Conn) error { c.DelTable(marker); return c.Flush() })
+		// Unmasqueraded, the pod's address reaches host 2. Its answer
+		// must not go over the overlay (host 1's weftd would drop it
+		// as spoofed: host 2's underlay address is outside host 2's
+		// subnet): a route sends it straight back over the underlay.
+		route := []string{"route", "add", h1.Subnet.String(), "via", h1.UnderlayIP.String()}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if out, err := topo.Run(ctx, h2.NS, append([]string{"ip"}, route...)...); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		defer func() {
+			route[1] = "del"
+			if out, err := topo.Run(ctx, h2.NS, append([]string{"ip"}, route...)...); err != nil {
+				t.Errorf("%v: %s", err, out)
+			}
+		}()
+		seen := masqPeerSeen(t, h2.NS, netip.AddrPortFrom(h2.UnderlayIP, 7106), h1.PodNS, netip.Addr{})
+		t.Logf("pod %v -> %v:7106 with mark 0x4000: host 2 saw %v", h1.PodIP, h2.UnderlayIP, seen)
+		if seen != h1.PodIP {
+			t.Errorf("source seen %v, want the pod's %v: weft masqueraded what kube-proxy marked", seen, h1.PodIP)
 		}
 	})
 
