@@ -99,9 +99,14 @@ func registerRefused(fs *flag.FlagSet) map[string]*refusedValue {
 		}
 		v := &refusedValue{boolean: f.boolean}
 		m[f.name] = v
-		usage := "flanneld's; refused: " + f.refused
-		if f.refused == "" {
+		var usage string
+		switch {
+		case f.refused == "":
 			usage = "flanneld's; accepted: weft logs to stderr unless --log-file is given"
+		case f.accept != nil:
+			usage = "flanneld's; accepted with the value that asks for what weft does anyway, else refused: " + f.refused
+		default:
+			usage = "flanneld's; refused: " + f.refused
 		}
 		fs.Var(v, f.name, usage)
 	}
