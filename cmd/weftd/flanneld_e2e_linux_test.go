@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/weft-dev/weft/bench"
 )
 
@@ -128,6 +130,31 @@ func TestForwardPolicyDrop(t *testing.T) {
 		if chain := iptables(h1.NS, "-S", "FORWARD"); !strings.Contains(chain, "-P FORWARD DROP") {
 			t.Errorf("the FORWARD policy changed:\n%s", chain)
 		}
+	})
+
+	t.Run("a FORWARD chain that appears after weftd started (Docker starting later) gets the rules", func(t *testing.T) {
+		for _, h := range topo.Hosts {
+			masqNftConn(t, h.NS, func(c *nftables.Conn) error {
+				c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "filter"})
+				return c.Flush()
+			})
+		}
+		d1, d2 := start()
+		defer stop(d1, d2)
+		if _, err := ping(topo, h1.PodNS, h2.PodIP.String(), 1); err != nil {
+			t.Fatalf("no FORWARD chain yet, and still the pods do not reach each other: %v", err)
+		}
+		for _, h := range topo.Hosts {
+			iptables(h.NS, "-P", "FORWARD", "DROP")
+		}
+		eventually(t, 10*time.Second, "the rules in the new chain and pod 1 reaching pod 2", func() error {
+			if !strings.Contains(iptables(h1.NS, "-S", "FORWARD"), weftRule) {
+				return fmt.Errorf("no rules yet")
+			}
+			_, err := ping(topo, h1.PodNS, h2.PodIP.String(), 1)
+			return err
+		})
+		t.Logf("FORWARD chain of %s, made after weftd started:\n%s", h1.NS, iptables(h1.NS, "-S", "FORWARD"))
 	})
 }
 
