@@ -11,8 +11,8 @@ FUZZTIME      ?= 10s
 TEST_FUZZTIME ?= 4s
 TEST_TIMEOUT  ?= 25m
 # Debian packages the demo, the end-to-end tests and the benchmarks run.
-DEB_PACKAGES  := iproute2 iputils-ping iperf3 ethtool systemd
-DEB_COMMANDS  := ip ping iperf3 ethtool systemd-analyze
+DEB_PACKAGES  := iproute2 iputils-ping iperf3 ethtool systemd iptables
+DEB_COMMANDS  := ip ping iperf3 ethtool systemd-analyze iptables
 
 PKGS          := ./...
 

@@ -2,6 +2,7 @@ package masq
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -21,20 +22,56 @@ const (
 const reg = 1
 
 // exprs turns r into nftables expressions, as nft(8) would for
-// "ip saddr N ip daddr != M masquerade fully-random": per address, a load
-// from the IPv4 header, a mask unless the prefix is a /32, a comparison;
-// then the verdict.
+// "meta mark & B == B ip saddr N ip daddr != M masquerade fully-random":
+// for the mark, a load, a mask and a comparison; per address, a load from
+// the IPv4 header, a mask unless the prefix is a /32, a comparison; then
+// the verdict.
 func exprs(r Rule) []expr.Any {
 	var es []expr.Any
+	if r.Mark != 0 {
+		es = append(es, markExprs(r.Mark)...)
+	}
 	es = append(es, matchExprs(saddrOffset, r.Src)...)
 	es = append(es, matchExprs(daddrOffset, r.Dst)...)
 	switch r.Action {
 	case Return:
 		es = append(es, &expr.Verdict{Kind: expr.VerdictReturn})
 	case Masquerade:
+		es = append(es, &expr.Masq{})
+	case MasqueradeFullyRandom:
 		es = append(es, &expr.Masq{FullyRandom: true})
 	}
 	return es
+}
+
+// markExprs tests that every bit of mark is set in the packet's firewall
+// mark, which the kernel keeps in host byte order.
+func markExprs(mark uint32) []expr.Any {
+	m := binary.NativeEndian.AppendUint32(nil, mark)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: m, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: m},
+	}
+}
+
+// parseMark reads back what markExprs writes from the start of es.
+func parseMark(es []expr.Any) (uint32, error) {
+	meta := es[0].(*expr.Meta)
+	b, okb := at[*expr.Bitwise](es, 1)
+	c, okc := at[*expr.Cmp](es, 2)
+	if meta.Key != expr.MetaKeyMARK || meta.Register != reg || meta.SourceRegister || !okb || !okc {
+		return 0, errors.New("a meta load that is not a mark test")
+	}
+	if b.SourceRegister != reg || b.DestRegister != reg || b.Len != 4 || len(b.Mask) != 4 || !bytes.Equal(b.Xor, make([]byte, 4)) ||
+		c.Register != reg || c.Op != expr.CmpOpEq || !bytes.Equal(c.Data, b.Mask) {
+		return 0, errors.New("mark test is not \"mark & B == B\"")
+	}
+	mark := binary.NativeEndian.Uint32(b.Mask)
+	if mark == 0 {
+		return 0, errors.New("mark test with mask 0")
+	}
+	return mark, nil
 }
 
 func matchExprs(offset uint32, m Match) []expr.Any {
@@ -69,6 +106,16 @@ func parseRule(es []expr.Any) (Rule, error) {
 			return Rule{}, fmt.Errorf("expression %d (%T) after the verdict", i, es[i])
 		}
 		switch e := es[i].(type) {
+		case *expr.Meta:
+			if i != 0 {
+				return Rule{}, fmt.Errorf("expression %d: mark test not first", i)
+			}
+			m, err := parseMark(es)
+			if err != nil {
+				return Rule{}, fmt.Errorf("expression %d: %w", i, err)
+			}
+			r.Mark = m
+			i += 3
 		case *expr.Payload:
 			m, n, err := parseMatch(es[i:])
 			if err != nil {
@@ -90,10 +137,14 @@ func parseRule(es []expr.Any) (Rule, error) {
 			r.Action = Return
 			i++
 		case *expr.Masq:
-			if *e != (expr.Masq{FullyRandom: true}) {
-				return Rule{}, fmt.Errorf("expression %d: masquerade %+v, want fully-random only", i, *e)
+			switch *e {
+			case expr.Masq{}:
+				r.Action = Masquerade
+			case expr.Masq{FullyRandom: true}:
+				r.Action = MasqueradeFullyRandom
+			default:
+				return Rule{}, fmt.Errorf("expression %d: masquerade %+v, want plain or fully-random only", i, *e)
 			}
-			r.Action = Masquerade
 			i++
 		default:
 			return Rule{}, fmt.Errorf("expression %d: unexpected %T", i, e)

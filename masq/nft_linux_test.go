@@ -9,11 +9,17 @@ import (
 )
 
 func TestExprsRoundTrip(t *testing.T) {
-	rules, err := Rules(netip.MustParsePrefix("100.96.0.0/16"), netip.MustParsePrefix("100.96.1.0/24"))
+	rules, err := Rules(netip.MustParsePrefix("100.96.0.0/16"), netip.MustParsePrefix("100.96.1.0/24"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	plain, err := Rules(netip.MustParsePrefix("100.96.0.0/16"), netip.MustParsePrefix("100.96.1.0/24"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules = append(rules, plain...)
 	rules = append(rules,
+		Rule{Mark: 0x80000001, Src: in(netip.MustParsePrefix("192.0.2.0/24")), Action: Masquerade},
 		Rule{Src: in(netip.MustParsePrefix("192.0.2.9/32")), Action: Return},
 		Rule{Dst: notIn(netip.MustParsePrefix("0.0.0.0/0")), Action: Masquerade},
 		Rule{Action: Return},
@@ -31,7 +37,7 @@ func TestExprsRoundTrip(t *testing.T) {
 }
 
 func TestExprsShape(t *testing.T) {
-	r := Rule{Src: in(netip.MustParsePrefix("100.96.0.0/16")), Dst: notIn(netip.MustParsePrefix("192.0.2.7/32")), Action: Masquerade}
+	r := Rule{Src: in(netip.MustParsePrefix("100.96.0.0/16")), Dst: notIn(netip.MustParsePrefix("192.0.2.7/32")), Action: MasqueradeFullyRandom}
 	es := exprs(r)
 	// saddr: load, mask, compare; daddr (/32): load, compare; masquerade.
 	if len(es) != 6 {
@@ -81,8 +87,12 @@ func TestParseRuleRefuses(t *testing.T) {
 		{"no verdict", src(), "no verdict"},
 		{"accept instead of return", cat(src(), one(&expr.Verdict{Kind: expr.VerdictAccept})), "want return"},
 		{"jump", cat(src(), one(&expr.Verdict{Kind: expr.VerdictJump, Chain: "x"})), "want return"},
-		{"masquerade without fully-random", cat(src(), one(&expr.Masq{})), "want fully-random only"},
-		{"masquerade random and fully-random", cat(src(), one(&expr.Masq{Random: true, FullyRandom: true})), "want fully-random only"},
+		{"masquerade random (not fully)", cat(src(), one(&expr.Masq{Random: true})), "want plain or fully-random only"},
+		{"masquerade random and fully-random", cat(src(), one(&expr.Masq{Random: true, FullyRandom: true})), "want plain or fully-random only"},
+		{"mark test after an address", cat(src(), markExprs(0x4000), one(ret)), "mark test not first"},
+		{"a meta load of something else", one(&expr.Meta{Key: expr.MetaKeyIIF, Register: 1}, &expr.Bitwise{}, &expr.Cmp{}, ret), "not a mark test"},
+		{"mark compared with another value", one(markExprs(0x4000)[0], markExprs(0x4000)[1], &expr.Cmp{Register: 1, Data: []byte{0, 0, 0, 0}}, ret), `not "mark & B == B"`},
+		{"mark test without its compare", one(markExprs(0x4000)[0], markExprs(0x4000)[1], ret), "not a mark test"},
 		{"a counter", cat(src(), one(&expr.Counter{}, masq)), "unexpected *expr.Counter"},
 		{"after the verdict", cat(src(), one(ret), dst()), "after the verdict"},
 		{"destination before source", cat(dst(), src(), one(ret)), "out of order"},

@@ -20,8 +20,9 @@ const (
 // the postrouting hook, at source-NAT priority, holding Rules in order.
 // Its methods are safe for concurrent use.
 type Table struct {
-	netns int // fd of the network namespace; 0 is the caller's
-	rules []Rule
+	netns       int // fd of the network namespace; 0 is the caller's
+	fullyRandom bool
+	rules       []Rule
 
 	mu sync.Mutex // one change at a time
 }
@@ -34,17 +35,31 @@ type Option func(*Table)
 // the Table is used.
 func InNetNS(fd int) Option { return func(t *Table) { t.netns = fd } }
 
-// New describes weft's table for network and subnet (see Rules); it does
-// not touch the kernel until Install.
+// PlainMasquerade makes the table masquerade with the kernel's usual choice
+// of source ports instead of fully random ones (flanneld's
+// --ip-masq-random-fully-disable).
+func PlainMasquerade() Option { return func(t *Table) { t.fullyRandom = false } }
+
+// RemoveTable deletes weft's table from the network namespace whose fd is
+// netns (0: the caller's), if there is one, touching nothing else: what a
+// weftd started without --ip-masq, or weftd --cleanup, does.
+func RemoveTable(netns int) error {
+	return (&Table{netns: netns}).Remove()
+}
+
+// New describes weft's table for network and subnet (see Rules), with
+// fully random masquerading unless PlainMasquerade is given; it does not
+// touch the kernel until Install.
 func New(network, subnet netip.Prefix, opts ...Option) (*Table, error) {
-	rules, err := Rules(network, subnet)
-	if err != nil {
-		return nil, err
-	}
-	t := &Table{rules: rules}
+	t := &Table{fullyRandom: true}
 	for _, o := range opts {
 		o(t)
 	}
+	rules, err := Rules(network, subnet, t.fullyRandom)
+	if err != nil {
+		return nil, err
+	}
+	t.rules = rules
 	return t, nil
 }
 

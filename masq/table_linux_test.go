@@ -124,17 +124,27 @@ func TestTableInNetNS(t *testing.T) {
 	}{
 		{"table deleted (nft delete table ip weft)", func() { conn.DelTable(weft) }, "missing"},
 		{"ruleset flushed (nft flush ruleset, this namespace only)", func() { conn.FlushRuleset() }, "missing"},
-		{"chain flushed", func() { conn.FlushChain(chain) }, "holds 0 rules, want 4"},
+		{"chain flushed", func() { conn.FlushChain(chain) }, "holds 0 rules, want 6"},
 		{"one rule deleted", func() {
 			if err := conn.DelRule(rules()[1]); err != nil {
 				t.Fatal(err)
 			}
-		}, "holds 3 rules, want 4"},
+		}, "holds 5 rules, want 6"},
 		{"a rule changed: masquerade without fully-random", func() {
-			r := rules()[1]
+			r := rules()[4]
 			r.Exprs[len(r.Exprs)-1] = &expr.Masq{}
 			conn.ReplaceRule(r)
-		}, "rule 2 is not weft's"},
+		}, `rule 5 is "ip saddr 100.96.0.0/16 ip daddr != 224.0.0.0/4 masquerade", want "ip saddr 100.96.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random"`},
+		{"a rule changed: the masquerade action swapped for a counter", func() {
+			r := rules()[4]
+			r.Exprs[len(r.Exprs)-1] = &expr.Counter{}
+			conn.ReplaceRule(r)
+		}, "rule 5 is not weft's"},
+		{"kube-proxy's exemption deleted", func() {
+			if err := conn.DelRule(rules()[0]); err != nil {
+				t.Fatal(err)
+			}
+		}, "holds 5 rules, want 6"},
 		{"a rule changed: another network", func() {
 			r := rules()[0]
 			r.Exprs = exprs(Rule{Src: in(netip.MustParsePrefix("100.97.0.0/16")), Dst: in(netip.MustParsePrefix("100.97.0.0/16")), Action: Return})
@@ -142,7 +152,7 @@ func TestTableInNetNS(t *testing.T) {
 		}, `rule 1 is "ip saddr 100.97.0.0/16`},
 		{"a rule added in front", func() {
 			conn.InsertRule(&nftables.Rule{Table: weft, Chain: chain, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
-		}, "holds 5 rules, want 4"},
+		}, "holds 7 rules, want 6"},
 		{"a chain added", func() {
 			conn.AddChain(&nftables.Chain{Name: "extra", Table: weft})
 		}, `holds chains`},

@@ -66,7 +66,7 @@ func joinCluster(ctx context.Context, c *config, publicIP netip.Addr, log *slog.
 	if cl.cfg, err = cl.reg.WaitConfig(ctx); err != nil {
 		return nil, err
 	}
-	cl.routes = cl.reg.WatchRoutes(ctx, cl.cfg)           // it waits, listed, until feedRoutes reads
+	cl.routes = cl.reg.WatchRoutes(ctx, cl.cfg)   // it waits, listed, until feedRoutes reads
 	prev, _ := lease.PreviousSubnet(c.subnetFile) // none is fine: a first start
 	for delay, logged := time.Second, false; ; delay = min(2*delay, 30*time.Second) {
 		cl.lease, err = cl.reg.Acquire(ctx, cl.cfg, publicIP, prev)

@@ -111,7 +111,14 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("network %v", c.network)
 			}
 		}},
-		{name: "bad endpoint", args: []string{"--etcd-endpoints", "192.0.2.1:2379"}, wantErr: `--etcd-endpoints "192.0.2.1:2379"`},
+		{name: "bad endpoint", args: []string{"--etcd-endpoints", "192.0.2.1"}, wantErr: `--etcd-endpoints "192.0.2.1"`},
+		{name: "bad endpoint scheme", args: []string{"--etcd-endpoints", "unix:///run/etcd.sock"}, wantErr: `not an http:// or https:// URL`},
+		{name: "endpoints without a scheme, as etcd's client takes them", args: []string{"--etcd-endpoints", "192.0.2.1:2379,etcd.example:2379"},
+			check: func(t *testing.T, c *config) {
+				if len(c.etcd.Endpoints) != 2 || c.etcd.Endpoints[0] != "192.0.2.1:2379" || c.etcd.Endpoints[1] != "etcd.example:2379" {
+					t.Errorf("endpoints %q", c.etcd.Endpoints)
+				}
+			}},
 		{name: "cert without key", args: []string{"--etcd-certfile", "c.pem"}, wantErr: "--etcd-certfile and --etcd-keyfile go together"},
 		{name: "renew margin", args: []string{"--subnet-lease-renew-margin", "0"}, wantErr: "--subnet-lease-renew-margin 0"},
 		{name: "renew margin past the TTL", args: []string{"--subnet-lease-renew-margin", "1440"}, wantErr: "out of range 1-1439"},

@@ -53,6 +53,13 @@ func main() {
 	level, _ := parseLogLevel(cfg.logLevel)
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	go reopenOnHangup(hup, lf, log)
+	if cfg.cleanup {
+		if err := cleanupFirewall(log); err != nil {
+			log.Error("weftd --cleanup", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = run(ctx, cfg, log)
@@ -84,7 +91,7 @@ func reopenOnHangup(hup <-chan os.Signal, lf *logFile, log *slog.Logger) {
 }
 
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
-	ul, err := findUnderlay(cfg.iface, cfg.publicIP)
+	ul, err := findUnderlay(cfg)
 	if err != nil {
 		return err
 	}
@@ -133,12 +140,8 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			log.Info("TUN device kept (--keep-device), with its address and route", "tun", link.Name())
 		}
 	}()
-	if cfg.ipMasq {
-		unmasq, err := startMasq(ctx, network, subnet, log)
-		if err != nil {
-			return err
-		}
-		defer unmasq()
+	if err := setupFirewall(ctx, cfg, network, subnet, log); err != nil {
+		return err
 	}
 
 	ecfg := engine.Config{Subnet: subnet, BatchSize: cfg.batch, MaxPacket: mtu}
@@ -160,8 +163,8 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		host.setLease(cl.leaseState)
 	}
 	ready := func() { notifyReady(log) }
-	if cfg.metricsAddr != "" {
-		mon, err := startMonitor(cfg.metricsAddr, cfg.profiles, host, log)
+	if cfg.metricsAddr != "" || cfg.healthzAddr != "" {
+		mon, err := startMonitor(cfg.metricsAddr, cfg.profiles, cfg.healthzAddr, host, log)
 		if err != nil {
 			return err
 		}

@@ -16,29 +16,51 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// monitor serves /metrics, /healthz and /readyz.
+// monitor serves /metrics, /healthz and /readyz on --metrics-addr, and
+// /healthz and /readyz alone on flanneld's --healthz-ip:--healthz-port, for
+// probes that know flanneld's port. /healthz answers 200 while weftd runs;
+// /readyz answers 503 until the routes are in, then 200.
 type monitor struct {
-	srv   *http.Server
+	srvs  []*http.Server
 	ready atomic.Bool
 }
 
-func startMonitor(addr string, profiles bool, host *hostState, log *slog.Logger) (*monitor, error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collector{host}, // metrics.go
-	)
+// startMonitor starts the servers whose addresses are not empty.
+func startMonitor(addr string, profiles bool, healthzAddr string, host *hostState, log *slog.Logger) (*monitor, error) {
 	m := &monitor{}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if profiles {
-		// Profiles of a live daemon: where forwarding time goes. Off by
-		// default: operators often open the metrics address to their
-		// Prometheus, and profiles and heap dumps are not for everyone.
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	if addr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			collector{host}, // metrics.go
+		)
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if profiles {
+			// Profiles of a live daemon: where forwarding time goes. Off by
+			// default: operators often open the metrics address to their
+			// Prometheus, and profiles and heap dumps are not for everyone.
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		}
+		m.handleHealth(mux)
+		if err := m.serve("--metrics-addr", addr, mux, "serving metrics", log); err != nil {
+			return nil, err
+		}
 	}
+	if healthzAddr != "" {
+		mux := http.NewServeMux()
+		m.handleHealth(mux)
+		if err := m.serve("--healthz-ip/--healthz-port", healthzAddr, mux, "serving healthz", log); err != nil {
+			m.close()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *monitor) handleHealth(mux *http.ServeMux) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !m.ready.Load() {
@@ -47,20 +69,24 @@ func startMonitor(addr string, profiles bool, host *hostState, log *slog.Logger)
 		}
 		fmt.Fprintln(w, "ready")
 	})
+}
+
+func (m *monitor) serve(flagName, addr string, h http.Handler, what string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %q: %w", addr, err)
+		return fmt.Errorf("%s %q: %w", flagName, addr, err)
 	}
 	// IdleTimeout: a scraper that keeps its connection open but goes away
 	// must not leave a connection and its goroutine behind for ever.
-	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
-	log.Info("serving metrics", "addr", ln.Addr().String())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
+	m.srvs = append(m.srvs, srv)
+	log.Info(what, "addr", ln.Addr().String())
 	go func() {
-		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(what, "err", err)
 		}
 	}()
-	return m, nil
+	return nil
 }
 
 func (m *monitor) setReady(v bool) { m.ready.Store(v) }
@@ -68,5 +94,7 @@ func (m *monitor) setReady(v bool) { m.ready.Store(v) }
 func (m *monitor) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	m.srv.Shutdown(ctx)
+	for _, s := range m.srvs {
+		s.Shutdown(ctx)
+	}
 }
