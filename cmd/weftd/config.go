@@ -15,6 +15,7 @@ import (
 	"github.com/weft-dev/weft/control"
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/engine"
+	"github.com/weft-dev/weft/kube"
 	"github.com/weft-dev/weft/lease"
 )
 
@@ -46,6 +47,15 @@ type config struct {
 	embeddedEtcd       string // data dir of an in-process etcd, or ""
 	embeddedEtcdListen string
 	subnetFile         string
+
+	// Kubernetes mode (--kube-subnet-mgr): the subnet is the Node's
+	// podCIDR, the peers are the other Nodes (package kube).
+	kubeSubnetMgr             bool
+	kubeconfigFile            string
+	kubeAPIURL                string
+	kubeAnnotationPrefix      string
+	netConfPath               string
+	setNodeNetworkUnavailable bool
 
 	version  bool // print the version and exit
 	profiles bool // serve /debug/pprof on the metrics address
@@ -108,6 +118,12 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.StringVar(&network, "network", "", "static mode: the overlay `CIDR`, e.g. 100.96.0.0/16; with --embedded-etcd: the network of the default config (default 100.96.0.0/16)")
 	fs.StringVar(&subnet, "subnet", "", "static mode: this host's `CIDR`, e.g. 100.96.1.0/24")
 	fs.Var(&peers, "peer", "static mode: a peer as `SUBNET=IP[:PORT]` (repeatable)")
+	fs.BoolVar(&c.kubeSubnetMgr, "kube-subnet-mgr", false, "take the subnet and the peers from Kubernetes Nodes, as flanneld's --kube-subnet-mgr (no etcd)")
+	fs.StringVar(&c.kubeconfigFile, "kubeconfig-file", "", "kubeconfig `file` for --kube-subnet-mgr (default: the pod's in-cluster config)")
+	fs.StringVar(&c.kubeAPIURL, "kube-api-url", "", "Kubernetes API server `URL` for --kube-subnet-mgr (default: the in-cluster config's)")
+	fs.StringVar(&c.kubeAnnotationPrefix, "kube-annotation-prefix", kube.DefaultAnnotationPrefix, "`prefix` of the Node annotations in --kube-subnet-mgr mode")
+	fs.StringVar(&c.netConfPath, "net-config-path", kube.DefaultNetConfPath, "`path` of the network config (net-conf.json) in --kube-subnet-mgr mode")
+	fs.BoolVar(&c.setNodeNetworkUnavailable, "set-node-network-unavailable", true, "in --kube-subnet-mgr mode, set the Node's NetworkUnavailable condition to False once up")
 	fs.BoolVar(&c.version, "version", false, "print weft's version, commit and Go version, and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: weftd [flags]\n\nweftd forwards overlay packets between a TUN device and peer hosts over UDP,\ncompatible with flannel's udp backend. Every flag can also be given as an\nenvironment variable WEFTD_<FLAG>, e.g. WEFTD_PUBLIC_IP.\n\nFlags:\n")
@@ -145,6 +161,9 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	if envErr != nil {
 		return nil, envErr
 	}
+	if c.kubeSubnetMgr {
+		return &c, c.checkKube(publicIP, subnet, network, peers, given)
+	}
 	if subnet != "" {
 		for _, f := range []string{"etcd-endpoints", "etcd-prefix", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "embedded-etcd", "embedded-etcd-listen", "subnet-lease-renew-margin"} {
 			if given[f] {
@@ -163,6 +182,25 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 		c.etcd.Endpoints = nil // the embedded etcd's own address
 	}
 	return &c, nil
+}
+
+// checkKube checks the flags of Kubernetes mode.
+func (c *config) checkKube(publicIP, subnet, network string, peers []string, given map[string]bool) error {
+	if subnet != "" || network != "" || len(peers) > 0 {
+		return errors.New("--kube-subnet-mgr: the subnet and the peers come from the Nodes; --subnet, --network and --peer do not apply")
+	}
+	for _, f := range []string{"etcd-endpoints", "etcd-prefix", "embedded-etcd", "embedded-etcd-listen"} {
+		if given[f] {
+			return fmt.Errorf("--%s: --kube-subnet-mgr uses no etcd", f)
+		}
+	}
+	if c.subnetFile == "" {
+		return errors.New("--subnet-file: empty")
+	}
+	if c.netConfPath == "" {
+		return errors.New("--net-config-path: empty")
+	}
+	return c.checkCommon(publicIP)
 }
 
 // checkCluster checks the flags of cluster mode (subnet leased in etcd).

@@ -35,6 +35,7 @@ type hostState struct {
 // leaseState is what the etcd side knows: the lease's expiry (zero if not
 // known) and, if Etcd is set, the link to etcd.
 type leaseState struct {
+	Mode   string // "" is etcd; "kube" with --kube-subnet-mgr
 	Expiry time.Time
 	Etcd   *etcdState
 }
@@ -128,6 +129,9 @@ func (h *hostState) status() *control.Status {
 	}
 	if ls, ok := h.leaseState(); ok {
 		st.Mode = "etcd"
+		if ls.Mode != "" {
+			st.Mode = ls.Mode
+		}
 		if !ls.Expiry.IsZero() {
 			st.Lease = &control.Lease{Expiry: ls.Expiry}
 		}

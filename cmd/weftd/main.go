@@ -94,7 +94,13 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	// This host's network, subnet and port: given (static mode) or leased.
 	network, subnet, port := cfg.network, cfg.subnet, cfg.port
 	var cl *cluster
-	if !cfg.static() {
+	var km *kubeMember
+	if cfg.kubeSubnetMgr {
+		if km, err = joinKube(ctx, cfg, ul.publicIP, log); err != nil {
+			return err
+		}
+		network, subnet, port = km.cfg.Network, km.subnet, int(km.cfg.Port)
+	} else if !cfg.static() {
 		if cl, err = joinCluster(ctx, cfg, ul.publicIP, log); err != nil {
 			return err
 		}
@@ -163,6 +169,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cl != nil {
 		host.setLease(cl.leaseState)
 	}
+	if km != nil {
+		host.setLease(km.leaseState)
+	}
 	ready := func() { notifyReady(log) }
 	if cfg.metricsAddr != "" {
 		mon, err := startMonitor(cfg.metricsAddr, cfg.profiles, host, log)
@@ -206,7 +215,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		"underlay", ul.name, "public_ip", ul.publicIP, "port", port,
 		"workers", cfg.workers, "batch", cfg.batch,
 		"tun_offload", tcfg.Offload, "zero_copy_send", ecfg.ZeroCopySend, "zero_copy_receive", ecfg.ZeroCopyReceive, "udp_gso", gso, "udp_gro", gro)
-	if cl == nil {
+	if cl == nil && km == nil {
 		ready() // static routes are in
 	} else {
 		// flannel's CNI plugin reads the subnet file; write it once the
@@ -215,7 +224,12 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		if err := lease.WriteSubnetFile(cfg.subnetFile, sf); err != nil {
 			return err
 		}
-		go cl.feedRoutes(ctx, eng, ready)
+		if km != nil {
+			go km.up(ctx)
+			go km.feedRoutes(ctx, eng, ready)
+		} else {
+			go cl.feedRoutes(ctx, eng, ready)
+		}
 	}
 	var running atomic.Bool
 	running.Store(true)
