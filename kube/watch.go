@@ -47,7 +47,6 @@ func (c *Client) WatchRoutes(ctx context.Context) <-chan lease.Batch {
 			c.log.Debug("node watch expired; re-listing", "err", err)
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			c.log.Debug("node watch closed; re-watching", "err", err)
-			w.reachable(err)
 		default:
 			w.reachable(err)
 		}
