@@ -11,12 +11,13 @@ FUZZTIME      ?= 10s
 TEST_FUZZTIME ?= 4s
 TEST_TIMEOUT  ?= 25m
 # Debian packages the demo, the end-to-end tests and the benchmarks run.
-DEB_PACKAGES  := iproute2 iputils-ping iperf3 ethtool systemd
-DEB_COMMANDS  := ip ping iperf3 ethtool systemd-analyze
+# etcd-server (3.4) stores for the real kube-apiserver of the Kubernetes-mode tests.
+DEB_PACKAGES  := iproute2 iputils-ping iperf3 ethtool systemd etcd-server
+DEB_COMMANDS  := ip ping iperf3 ethtool systemd-analyze etcd
 
 PKGS          := ./...
 
-.PHONY: all build test lint fuzz soak bench-go bench-tap demo deps cross install clean
+.PHONY: all build test lint fuzz soak bench-go bench-tap demo deps cross install clean kube-apiserver
 
 all: build
 
@@ -45,7 +46,13 @@ deps:
 		fi; \
 	fi
 
-test: deps build lint cross
+# kube-apiserver builds the real API server the Kubernetes-mode tests run,
+# once, into a cache outside the repository (minutes: it is Kubernetes);
+# the tests find it there or at $$WEFT_KUBE_APISERVER.
+kube-apiserver:
+	@GO=$(GO) test/kube-apiserver/build.sh
+
+test: deps build lint cross kube-apiserver
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
