@@ -40,7 +40,9 @@ func (c *Client) WatchRoutes(ctx context.Context) <-chan lease.Batch {
 			return wi, err
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, &corev1.Node{}, 0, cache.Indexers{})
+	// The wrapper tells the reflector whether the clientset streams the
+	// initial list (an API server does; client-go's in-memory one does not).
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, c.cs), &corev1.Node{}, 0, cache.Indexers{})
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		switch {
 		case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
