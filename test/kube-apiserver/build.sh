@@ -61,7 +61,6 @@ import _ "k8s.io/kubernetes/cmd/kube-apiserver"
 GO
 
 echo "build.sh: building kube-apiserver $K8S_VERSION into $OUT (several minutes)" >&2
-"$GO" mod tidy -e >/dev/null 2>&1 || true
 "$GO" get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION"
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags '-s -w' -o "$OUT.tmp" k8s.io/kubernetes/cmd/kube-apiserver
 mv "$OUT.tmp" "$OUT"
