@@ -62,6 +62,6 @@ GO
 
 echo "build.sh: building kube-apiserver $K8S_VERSION into $OUT (several minutes)" >&2
 "$GO" get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION"
-CGO_ENABLED=0 "$GO" build -trimpath -ldflags '-s -w' -o "$OUT.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION" -o "$OUT.tmp" k8s.io/kubernetes/cmd/kube-apiserver
 mv "$OUT.tmp" "$OUT"
 echo "build.sh: built $OUT" >&2
