@@ -66,6 +66,7 @@ type Server struct {
 	bin        string
 	Kubeconfig string // admin kubeconfig: https://IP:6443, token, CA
 	URL        string
+	caPEM      []byte
 
 	etcd, api *proc
 }
@@ -309,7 +310,14 @@ func (s *Server) writeFiles() error {
 		}
 	}
 	s.Kubeconfig = filepath.Join(d, "kubeconfig")
+	s.caPEM = caPEM
 	return nil
+}
+
+// WriteKubeconfig writes a kubeconfig for this server that authenticates
+// with token (a service account's, from kubectl create token).
+func (s *Server) WriteKubeconfig(path, token string) error {
+	return os.WriteFile(path, kubeconfig(s.URL, s.caPEM, token), 0o600)
 }
 
 func kubeconfig(server string, caPEM []byte, token string) []byte {
