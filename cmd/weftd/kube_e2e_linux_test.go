@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -311,9 +312,94 @@ func TestKubeSubnetMgr(t *testing.T) {
 		})
 		eventually(t, 30*time.Second, "full mesh after the outage", meshOf(topo, h1, h2, h3))
 	})
+
+	t.Run("a pod made by flannel's CNI plugin from weftd's subnet.env", func(t *testing.T) {
+		cniPod(t, topo, h1, h2, files[h1.Name])
+	})
 }
 
 func readLog(d *daemon) string {
 	b, _ := os.ReadFile(d.log)
 	return string(b)
+}
+
+// cniBin is where test/cni/build.sh put the CNI plugins and cnitool.
+func cniBin(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("WEFT_CNI_BIN")
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(cache, "weft", "cni-v0.9.1")
+	}
+	for _, b := range []string{"flannel", "bridge", "host-local", "cnitool"} {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			t.Fatalf("CNI plugins (make test builds them: test/cni/build.sh): %v", err)
+		}
+	}
+	return dir
+}
+
+// cniPod makes a pod on host h with flannel's CNI plugin (delegating to
+// bridge and host-local), reading the subnet.env weftd wrote, and pings it
+// from other's pod and back. The bench's own pod on h is taken away first:
+// its gateway holds the address the CNI bridge takes.
+func cniPod(t *testing.T, topo *bench.Topology, h, other bench.Host, subnetFile string) {
+	bin := cniBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out, err := topo.Run(ctx, h.NS, "ip", "link", "del", h.HostPodDev); err != nil {
+		t.Fatalf("remove the bench pod: %v: %s", err, out)
+	}
+	podNS := topo.Config.Prefix + "-cni"
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", podNS).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	network := "weft-" + topo.Config.Prefix
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`{"cniVersion":"0.3.1","name":%q,"plugins":[{"type":"flannel","subnetFile":%q,"dataDir":%q,
+		"delegate":{"isDefaultGateway":true,"hairpinMode":true}}]}`, network, subnetFile, filepath.Join(dir, "flannel"))
+	if err := os.WriteFile(filepath.Join(dir, network+".conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cnitool := func(ctx context.Context, op string) ([]byte, error) {
+		cmd := topo.Command(ctx, h.NS, filepath.Join(bin, "cnitool"), op, network, "/var/run/netns/"+podNS)
+		cmd.Env = append(os.Environ(), "CNI_PATH="+bin, "NETCONFPATH="+dir)
+		return cmd.CombinedOutput()
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if out, err := cnitool(ctx, "del"); err != nil {
+			t.Errorf("cnitool del: %v\n%s", err, out)
+		}
+		exec.Command("ip", "netns", "del", podNS).Run()
+		os.RemoveAll(filepath.Join("/var/lib/cni/networks", network)) // host-local's leases
+	})
+	out, err := cnitool(ctx, "add")
+	if err != nil {
+		t.Fatalf("cnitool add: %v\n%s", err, out)
+	}
+	var res struct {
+		IPs []struct{ Address string } `json:"ips"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.IPs) == 0 {
+		t.Fatalf("cnitool add printed %s (%v)", out, err)
+	}
+	p, err := netip.ParsePrefix(res.IPs[0].Address)
+	if err != nil || !h.Subnet.Contains(p.Addr()) {
+		t.Fatalf("the CNI pod got %s, outside %s", res.IPs[0].Address, h.Subnet)
+	}
+	t.Logf("CNI pod on %s: %s", h.Name, p)
+	eventually(t, 30*time.Second, "ping from another node's pod to the CNI pod and back", func() error {
+		if out, err := ping(topo, other.PodNS, p.Addr().String(), 1); err != nil {
+			return fmt.Errorf("%s -> %s: %v\n%s", other.PodIP, p.Addr(), err, out)
+		}
+		if out, err := ping(topo, podNS, other.PodIP.String(), 1); err != nil {
+			return fmt.Errorf("%s -> %s: %v\n%s", p.Addr(), other.PodIP, err, out)
+		}
+		return nil
+	})
 }
