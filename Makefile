@@ -11,12 +11,14 @@ FUZZTIME      ?= 10s
 TEST_FUZZTIME ?= 4s
 TEST_TIMEOUT  ?= 25m
 # Debian packages the demo, the end-to-end tests and the benchmarks run.
-DEB_PACKAGES  := iproute2 iputils-ping iperf3 ethtool systemd iptables
-DEB_COMMANDS  := ip ping iperf3 ethtool systemd-analyze iptables
+# etcd-server (3.4) stores for the real kube-apiserver of the Kubernetes-mode
+# tests; iptables (iptables-nft) sets a FORWARD policy as Docker does.
+DEB_PACKAGES  := iproute2 iputils-ping iperf3 ethtool systemd iptables etcd-server
+DEB_COMMANDS  := ip ping iperf3 ethtool systemd-analyze iptables etcd
 
 PKGS          := ./...
 
-.PHONY: all build test lint fuzz soak bench-go bench-tap demo deps cross install clean
+.PHONY: all build test lint fuzz soak bench-go bench-tap demo deps cross install clean kube-apiserver cni-plugins
 
 all: build
 
@@ -45,7 +47,18 @@ deps:
 		fi; \
 	fi
 
-test: deps build lint cross
+# kube-apiserver builds the real API server the Kubernetes-mode tests run,
+# once, into a cache outside the repository (minutes: it is Kubernetes);
+# the tests find it there or at $$WEFT_KUBE_APISERVER.
+kube-apiserver:
+	@GO=$(GO) test/kube-apiserver/build.sh
+
+# cni-plugins builds flannel's CNI plugin chain and cnitool (seconds) into
+# the cache; the Kubernetes-mode test makes a pod with them.
+cni-plugins:
+	@GO=$(GO) test/cni/build.sh
+
+test: deps build lint cross kube-apiserver cni-plugins
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 

@@ -10,6 +10,10 @@ import (
 // status`: the lease's expiry (zero if not known yet) and, if Etcd is set,
 // the link to etcd.
 type Status struct {
+	// Mode names where the subnet comes from, for `weft status`: "" is
+	// etcd; "kube" is a Kubernetes Node, whose link to the API server Etcd
+	// then describes.
+	Mode   string
 	Expiry time.Time
 	Etcd   *EtcdStatus
 }

@@ -105,27 +105,36 @@ func (cl *cluster) keep(ctx context.Context, stop context.CancelCauseFunc) {
 // reports them, each batch as one new table, and calls ready once the first
 // (the full list) is in. It returns when ctx is done.
 func (cl *cluster) feedRoutes(ctx context.Context, eng *engine.Engine, ready func()) {
-	own := cl.lease.Subnet
-	for b := range cl.routes {
-		cl.watchEvents.Add(uint64(len(b.Routes)))
+	feedBatches(ctx, eng, cl.routes, cl.lease.Subnet, cl.cfg.Port, &cl.watchEvents, cl.log, ready)
+}
+
+// feedBatches applies route batches (from etcd or from Kubernetes Nodes) to
+// the engine's table, each as one new table, leaving out own, and calls
+// ready once the first is in. events, if not nil, counts the routes received.
+func feedBatches(ctx context.Context, eng *engine.Engine, batches <-chan lease.Batch, own netip.Prefix, port uint16,
+	events *atomic.Uint64, log *slog.Logger, ready func()) {
+	for b := range batches {
+		if events != nil {
+			events.Add(uint64(len(b.Routes)))
+		}
 		changes := make([]engine.Change, 0, len(b.Routes))
 		for _, r := range b.Routes {
 			if r.Subnet.Overlaps(own) {
-				continue // our own lease: its packets are the kernel's to route
+				continue // our own subnet: its packets are the kernel's to route
 			}
 			changes = append(changes, engine.Change{
-				Route:  engine.Route{Subnet: r.Subnet, Peer: netip.AddrPortFrom(r.PublicIP, cl.cfg.Port)},
+				Route:  engine.Route{Subnet: r.Subnet, Peer: netip.AddrPortFrom(r.PublicIP, port)},
 				Remove: r.Op == lease.Remove,
 			})
 		}
 		table, err := eng.Routes().Apply(changes)
 		if err != nil {
-			// lease validates what it sends; this would be a bug.
-			cl.log.Error("route batch refused", "revision", b.Revision, "err", err)
+			// The sources validate what they send; this would be a bug.
+			log.Error("route batch refused", "revision", b.Revision, "err", err)
 			continue
 		}
 		eng.SetRoutes(table)
-		cl.log.Debug("routes applied", "revision", b.Revision, "changes", len(changes), "routes", table.Len())
+		log.Debug("routes applied", "revision", b.Revision, "changes", len(changes), "routes", table.Len())
 		if ready != nil {
 			ready()
 			ready = nil

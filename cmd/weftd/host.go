@@ -124,6 +124,9 @@ func (h *hostState) status() *control.Status {
 	}
 	if ls, ok := h.leaseState(); ok {
 		st.Mode = "etcd"
+		if ls.Mode != "" {
+			st.Mode = ls.Mode
+		}
 		if !ls.Expiry.IsZero() {
 			st.Lease = &control.Lease{Expiry: ls.Expiry}
 		}

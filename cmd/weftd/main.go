@@ -101,7 +101,13 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	// This host's network, subnet and port: given (static mode) or leased.
 	network, subnet, port := cfg.network, cfg.subnet, cfg.port
 	var cl *cluster
-	if !cfg.static() {
+	var km *kubeMember
+	if cfg.kubeSubnetMgr {
+		if km, err = joinKube(ctx, cfg, ul.publicIP, log); err != nil {
+			return err
+		}
+		network, subnet, port = km.cfg.Network, km.subnet, int(km.cfg.Port)
+	} else if !cfg.static() {
 		if cl, err = joinCluster(ctx, cfg, ul.publicIP, log); err != nil {
 			return err
 		}
@@ -162,6 +168,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cl != nil {
 		host.setLease(cl.leaseState)
 	}
+	if km != nil {
+		host.setLease(km.leaseState)
+	}
 	ready := func() { notifyReady(log) }
 	if cfg.metricsAddr != "" || cfg.healthzAddr != "" {
 		mon, err := startMonitor(cfg.metricsAddr, cfg.profiles, cfg.healthzAddr, host, log)
@@ -200,7 +209,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cfg.offload == "on" && (!gso || !gro) {
 		return fmt.Errorf("--offload on: the kernel refused UDP segmentation (gso=%v) or receive offload (gro=%v)", gso, gro)
 	}
-	if cl == nil {
+	if cl == nil && km == nil {
 		ready() // static routes are in
 	} else {
 		// flannel's CNI plugin reads the subnet file; write it once the
@@ -216,7 +225,13 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		// and the sockets' buffers; on a restart with --keep-device the
 		// device has been queueing since this process opened it.
 		tableIn := make(chan struct{})
-		go cl.feedRoutes(ctx, eng, func() { close(tableIn); ready() })
+		tableReady := func() { close(tableIn); ready() }
+		if km != nil {
+			go km.up(ctx)
+			go km.feedRoutes(ctx, eng, tableReady)
+		} else {
+			go cl.feedRoutes(ctx, eng, tableReady)
+		}
 		select {
 		case <-tableIn:
 		case <-ctx.Done():
