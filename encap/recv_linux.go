@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-dev/weft/internal/busypoll"
 )
 
 // recvBatch receives datagrams with recvmmsg(2) into slots set up once, so
@@ -24,6 +26,10 @@ type recvBatch struct {
 	read  func(fd uintptr) bool
 	k, n  int
 	errno syscall.Errno
+
+	// poll keeps the receive polling for a while after traffic; nil
+	// sleeps as soon as nothing is ready.
+	poll *busypoll.Window
 }
 
 // recvSlot is one datagram of a batch: the buffer it lands in, its control
@@ -57,9 +63,15 @@ func newRecvBatch(n int) *recvBatch {
 			case unix.EINTR:
 				continue
 			case unix.EAGAIN:
+				if b.poll.Again() {
+					continue
+				}
 				return false // wait for the socket to be readable
 			}
 			b.n, b.errno = int(r), e
+			if e == 0 {
+				b.poll.Traffic()
+			}
 			return true
 		}
 	}

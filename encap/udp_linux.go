@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-dev/weft/internal/busypoll"
 )
 
 // Options says how a UDPConn moves datagrams.
@@ -31,6 +33,10 @@ type Options struct {
 	// buffers, valid until the next ReadBatch, instead of copying them into
 	// the caller's.
 	ZeroCopy bool
+	// Poll, if not nil, keeps receives polling for its window after
+	// traffic instead of sleeping at once (see internal/busypoll). The
+	// window may be shared with other loops.
+	Poll *busypoll.Window
 }
 
 // The kernel's limits on one UDP_SEGMENT send.
@@ -134,6 +140,7 @@ func ListenUDP(laddr netip.AddrPort, opts Options) (*UDPConn, error) {
 		nr = max(1, batch/4)
 	}
 	c.rbatch = newRecvBatch(nr)
+	c.rbatch.poll = opts.Poll
 	if c.gro {
 		for i := range c.rbatch.slots {
 			c.rbatch.slots[i].buf = make([]byte, groBufferSize)

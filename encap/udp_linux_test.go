@@ -2,11 +2,15 @@ package encap
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/weft-dev/weft/internal/busypoll"
 )
 
 // TestBatchRoundTrip sends batches of datagrams of mixed sizes to two
@@ -291,6 +295,41 @@ func TestReadBatchAllocs(t *testing.T) {
 			}
 			if allocs != 0 {
 				t.Errorf("%.1f allocations per batch of %d datagrams received, want 0", allocs, per)
+			}
+		})
+	}
+}
+
+// TestReadBatchPolls: with a busy-poll window, a receive that finds nothing
+// after traffic keeps polling and takes the next datagram when it comes, and
+// a read deadline still ends it once the window has closed, as SIGTERM needs.
+func TestReadBatchPolls(t *testing.T) {
+	for _, gro := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gro=%v", gro), func(t *testing.T) {
+			lo := netip.MustParseAddr("127.0.0.1")
+			rx, err := ListenUDP(netip.AddrPortFrom(lo, 0), Options{Batch: 8, GRO: gro, Poll: busypoll.New(20 * time.Millisecond)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rx.Close()
+			tx, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(rx.LocalAddr()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Close()
+
+			tx.Write([]byte("first"))
+			receive(t, rx, 1)
+			// The window is open: this receive polls until the datagram comes.
+			go tx.Write([]byte("second"))
+			if got := receive(t, rx, 1); string(got[0].data) != "second" {
+				t.Fatalf("polling receive got %q, want %q", got[0].data, "second")
+			}
+
+			rx.SetReadDeadline(time.Now())
+			msgs := []Message{{Buf: make([]byte, 2048)}}
+			if _, err := rx.ReadBatch(msgs); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadBatch past its deadline with the window open: %v, want a deadline error", err)
 			}
 		})
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/songgao/water"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-dev/weft/internal/busypoll"
 )
 
 // Config describes the TUN device weft forwards through, set up as flanneld
@@ -32,6 +34,10 @@ type Config struct {
 	// restarts, packets for other hosts' subnets then die in a device with
 	// no reader instead of following the default route out unencapsulated.
 	Keep bool
+	// Poll, if not nil, keeps Plain and Offload queues' reads polling for
+	// its window after traffic instead of sleeping at once (see
+	// internal/busypoll). The window may be shared with other loops.
+	Poll *busypoll.Window
 }
 
 // Kind is a kind of TUN queue.
@@ -104,11 +110,11 @@ func Create(cfg Config) (l *Link, err error) {
 	}()
 	l.kind = cfg.Kind
 	for range cfg.Queues {
-		q, err := openQueue(cfg.Name, l.kind, cfg.Batch)
+		q, err := openQueue(cfg.Name, l.kind, cfg.Batch, cfg.Poll)
 		if err != nil && l.Queues == nil && cfg.FallBack && l.kind != Plain {
 			l.refused = err
 			l.kind = Plain
-			q, err = openQueue(cfg.Name, l.kind, cfg.Batch)
+			q, err = openQueue(cfg.Name, l.kind, cfg.Batch, cfg.Poll)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
@@ -156,10 +162,15 @@ func Create(cfg Config) (l *Link, err error) {
 }
 
 // openQueue attaches one more queue of kind to the device name.
-func openQueue(name string, kind Kind, batch int) (Device, error) {
+func openQueue(name string, kind Kind, batch int, poll *busypoll.Window) (Device, error) {
 	switch kind {
 	case Offload:
-		return openVnetQueue(name, batch)
+		q, err := openVnetQueue(name, batch)
+		if err != nil {
+			return nil, err
+		}
+		q.poll = poll
+		return q, nil
 	case CopyingOffload:
 		return openOffloadQueue(name)
 	}
@@ -183,6 +194,7 @@ func openQueue(name string, kind Kind, batch int) (Device, error) {
 		f.Close()
 		return nil, err
 	}
+	q.poll = poll
 	return q, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-dev/weft/internal/busypoll"
 )
 
 // queue is one queue of a plain TUN device (no virtio-net header): each
@@ -20,6 +22,7 @@ type queue struct {
 	file  *os.File
 	raw   syscall.RawConn
 	batch int
+	poll  *busypoll.Window // nil: sleep as soon as nothing is ready
 
 	// The calls to the poller, made once with their arguments and results
 	// here: a closure built per read or write would allocate. One reader
@@ -76,7 +79,8 @@ func (q *queue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int,
 }
 
 // readReady reads packets until the batch is full or none is left, and
-// asks to wait only while nothing was read.
+// asks to wait only while nothing was read and the busy-poll window, if
+// any, has closed.
 func (q *queue) readReady(fd uintptr) bool {
 	r := &q.rd
 	for r.n < r.max {
@@ -85,6 +89,9 @@ func (q *queue) readReady(fd uintptr) bool {
 			continue
 		}
 		if err == unix.EAGAIN {
+			if r.n == 0 && q.poll.Again() {
+				continue
+			}
 			break
 		}
 		if err != nil {
@@ -93,6 +100,9 @@ func (q *queue) readReady(fd uintptr) bool {
 		}
 		r.sizes[r.n] = m
 		r.n++
+	}
+	if r.n > 0 {
+		q.poll.Traffic()
 	}
 	return r.n > 0
 }

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-dev/weft/internal/busypoll"
 )
 
 // virtioNetHdrLen is the size of struct virtio_net_hdr, which precedes every
@@ -39,6 +41,9 @@ type vnetQueue struct {
 	// uso: the kernel knows UDP segmentation offload (Linux 6.2), so runs
 	// of UDP datagrams are written as one super-packet too.
 	uso bool
+	// poll keeps reads polling for a while after traffic; nil sleeps as
+	// soon as nothing is ready.
+	poll *busypoll.Window
 
 	// Read's, which cuts super-packets by copying; one reader at a time.
 	// A super-packet of more segments than the caller's buffers is handed
@@ -165,6 +170,9 @@ func (q *vnetQueue) readReady(fd uintptr) bool {
 			continue
 		}
 		if err == unix.EAGAIN {
+			if r.n == 0 && q.poll.Again() {
+				continue
+			}
 			break
 		}
 		if err != nil {
@@ -190,6 +198,9 @@ func (q *vnetQueue) readReady(fd uintptr) bool {
 		r.gso[r.n] = g
 		r.sizes[r.n] = len(pkt)
 		r.n++
+	}
+	if r.n > 0 {
+		q.poll.Traffic()
 	}
 	return r.n > 0
 }

@@ -7,9 +7,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-dev/weft/internal/busypoll"
 	"github.com/weft-dev/weft/ipv4"
 )
 
@@ -379,5 +381,33 @@ func TestVnetAllocs(t *testing.T) {
 		}
 	}); a != 0 {
 		t.Errorf("Write: %.1f allocations per write, want 0", a)
+	}
+}
+
+// TestVnetReadPolls: with a busy-poll window, a read that finds nothing
+// after traffic keeps polling and takes the next packet when it comes, and a
+// read deadline still ends it once the window has closed, as SIGTERM needs.
+func TestVnetReadPolls(t *testing.T) {
+	q, k := fakeQueue(t, 8)
+	q.poll = busypoll.New(20 * time.Millisecond)
+	pkt := tcpSpec{flags: flagACK, payload: []byte("ping")}.build()
+	bufs, sizes, gso := newBufs(8), make([]int, 8), make([]GSO, 8)
+
+	kernelSend(t, k, vnetHdr(0, 0, 0, 0, 0, 0), pkt)
+	if n, err := q.ReadGSO(bufs, sizes, gso, Headroom); n != 1 || err != nil {
+		t.Fatalf("first ReadGSO: %d packets, %v", n, err)
+	}
+	// The window is open: this read polls until the packet comes.
+	go unix.Write(k, append(vnetHdr(0, 0, 0, 0, 0, 0), pkt...))
+	if n, err := q.ReadGSO(bufs, sizes, gso, Headroom); n != 1 || err != nil {
+		t.Fatalf("polling ReadGSO: %d packets, %v", n, err)
+	}
+	if !bytes.Equal(bufs[0][Headroom:Headroom+sizes[0]], pkt) {
+		t.Fatal("polling ReadGSO: the packet changed on the way")
+	}
+
+	q.SetReadDeadline(time.Now())
+	if _, err := q.ReadGSO(bufs, sizes, gso, Headroom); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadGSO past its deadline with the window open: %v, want a deadline error", err)
 	}
 }

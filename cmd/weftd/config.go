@@ -33,6 +33,7 @@ type config struct {
 	tunName       string
 	workers       int
 	batch         int
+	busyPoll      time.Duration
 	offload       string
 	zeroCopy      zeroCopyFlag
 	metricsAddr   string
@@ -122,6 +123,7 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.StringVar(&c.tunName, "tun-name", "flannel0", "`name` of the TUN device")
 	fs.IntVar(&c.workers, "workers", runtime.NumCPU(), "forwarding workers, each with its own TUN queue and socket")
 	fs.IntVar(&c.batch, "batch", engine.DefaultBatchSize, "most packets per syscall (1 = one packet per syscall, as flanneld)")
+	fs.DurationVar(&c.busyPoll, "busy-poll", 0, "keep the forwarding loops polling for `duration` after traffic instead of sleeping at once, so that a reply finds them awake (0: never poll; at most 10ms)")
 	fs.StringVar(&c.offload, "offload", "auto", "TUN and UDP segmentation offloads: auto, on or off")
 	// Send only: zero-copy receive measured no gain end to end (bench/RESULTS.md).
 	c.zeroCopy = zeroCopyFlag{send: true}
@@ -474,6 +476,9 @@ func (c *config) checkCommon(publicIP string) error {
 	if c.batch < 1 || c.batch > 1024 {
 		return fmt.Errorf("--batch %d: out of range 1-1024", c.batch)
 	}
+	if c.busyPoll < 0 || c.busyPoll > maxBusyPoll {
+		return fmt.Errorf("--busy-poll %v: out of range 0-%v", c.busyPoll, maxBusyPoll)
+	}
 	switch c.offload {
 	case "auto", "on", "off":
 	default:
@@ -527,6 +532,10 @@ func parsePrefix4(flagName, v string) (netip.Prefix, error) {
 func within(inner, outer netip.Prefix) bool {
 	return inner.Bits() >= outer.Bits() && outer.Contains(inner.Addr())
 }
+
+// maxBusyPoll bounds --busy-poll: past a few milliseconds polling costs a
+// core per loop under any steady trickle and wins nothing more.
+const maxBusyPoll = 10 * time.Millisecond
 
 // zeroCopyFlag is --zero-copy: which of the two zero-copy levers are on.
 // It reads as a boolean flag too (--zero-copy, --zero-copy=false), as it
