@@ -3,15 +3,12 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-var plotOut = flag.String("plot-out", "", "`DIR` to keep the test plot in, for looking at it")
 
 // fixture is three modes over three rounds; weft lost its tcp4 figure in
 // round 2 and recorded why.
@@ -174,36 +171,5 @@ func TestWriteJSONLevers(t *testing.T) {
 		if !bytes.Contains(data, []byte(key)) {
 			t.Errorf("results.json lacks %s", key)
 		}
-	}
-}
-
-func TestPlotThroughput(t *testing.T) {
-	dir := t.TempDir()
-	if *plotOut != "" {
-		dir = *plotOut
-	}
-	files, err := fixture().PlotThroughput(dir, "throughput")
-	if err != nil {
-		t.Fatal(err)
-	}
-	magic := map[string]string{".svg": "<?xml", ".png": "\x89PNG"}
-	if len(files) != 2 {
-		t.Fatalf("files %v", files)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m := magic[filepath.Ext(f)]; !bytes.HasPrefix(data, []byte(m)) || len(data) < 1000 {
-			t.Errorf("%s: %d bytes, does not start with %q", f, len(data), m)
-		}
-	}
-	// Rows of both underlay settings: the long names go on two lines.
-	if _, err := leverFixture().PlotThroughput(dir, "throughput-gso"); err != nil {
-		t.Error(err)
-	}
-	if _, err := (&Results{}).PlotThroughput(dir, "empty"); err == nil {
-		t.Error("plot of no modes: no error")
 	}
 }
