@@ -145,7 +145,7 @@ func TestBenchEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range []string{"throughput.svg", "throughput.png"} {
+	for _, f := range []string{"throughput.svg", "throughput.png", "latency.svg", "latency.png"} {
 		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
