@@ -21,16 +21,30 @@ var LeverSteps = []struct{ Mode, Adds string }{
 // whole of 1x that divides by nearly zero.
 const minShareGain = 1.1
 
-// LeverChain is one lever-by-lever table: TCP 1 stream through LeverSteps.
+// LatencyLeverMetrics are the figures of the latency lever-by-lever tables,
+// one chain each; lower is better.
+var LatencyLeverMetrics = []string{MRRP50, MRRP99}
+
+// LeverChain is one lever-by-lever table: one figure (Metric) through
+// LeverSteps.
 type LeverChain struct {
+	// Metric is the key of the figure the chain follows. Results written
+	// before chains of other figures than TCP 1 stream lack it; empty
+	// means MTCP1.
+	Metric string `json:"metric,omitempty"`
+	// LowerIsBetter marks a figure such as a latency, whose gains are the
+	// step above's value over the step's, so that above 1 is better for
+	// every chain.
+	LowerIsBetter bool `json:"lower_is_better,omitempty"`
 	// UnderlayGSO is "off" for the chain through the rows with the
 	// underlay's UDP segmentation off in a run with both settings (the modes
 	// that send no UDP GSO have one row, in both chains); empty for the
 	// chain through the run's ordinary rows.
 	UnderlayGSO string      `json:"underlay_gso,omitempty"`
 	Steps       []LeverStep `json:"steps"`
-	// Total is the last step's TCP 1 stream over the first's: the median
-	// (min, max) of per-round ratios.
+	// Total is the whole chain's gain, the last step over the first (the
+	// first over the last when lower is better): the median (min, max) of
+	// per-round ratios.
 	Total *Stat `json:"total,omitempty"`
 }
 
@@ -41,9 +55,14 @@ type LeverStep struct {
 	// steps in between are missing from the run, "levers of" their modes
 	// and its own.
 	Adds string `json:"adds"`
-	TCP1 Stat   `json:"tcp1_gbps"`
-	// Gain is TCP 1 stream over the step above's: the median (min, max) of
-	// per-round ratios. Nil for the first step.
+	// Value is the step's figure of the chain's Metric.
+	Value Stat `json:"value"`
+	// TCP1 is Value in a chain of TCP 1 stream, under the name it had
+	// before chains of other figures; zero, and left out, in others.
+	TCP1 Stat `json:"tcp1_gbps,omitzero"`
+	// Gain is the step's figure over the step above's (the other way
+	// round when lower is better), so that above 1 is better: the median
+	// (min, max) of per-round ratios. Nil for the first step.
 	Gain *Stat `json:"gain,omitempty"`
 	// Share is the step's part of the whole gain on a log scale,
 	// log(gain) / Σ log(gains), so that the shares of a chain add up to 1.
@@ -52,18 +71,44 @@ type LeverStep struct {
 	Share *float64 `json:"share,omitempty"`
 }
 
-// leverChains builds the lever-by-lever tables from the summarized modes: one
-// through the rows named as in LeverSteps, and, when the run has rows with
-// UnderlayGSOOffSuffix, one through those. A chain needs two steps.
-func (r *Results) leverChains() []LeverChain {
+// key is the chain's metric key.
+func (c *LeverChain) key() string {
+	if c.Metric == "" {
+		return MTCP1
+	}
+	return c.Metric
+}
+
+// value is the step's figure, from TCP1 in results written before Value.
+func (s *LeverStep) value() Stat {
+	if s.Value.N == 0 && s.TCP1.N > 0 {
+		return s.TCP1
+	}
+	return s.Value
+}
+
+// leverChains builds the lever-by-lever tables of the figure key from the
+// summarized modes: one through the rows named as in LeverSteps, and, when
+// the run has rows with UnderlayGSOOffSuffix, one through those. A chain
+// needs two steps with the figure. Gains are per-round ratios of each step's
+// figure to the step above's, inverted when lowerIsBetter.
+func (r *Results) leverChains(key string, lowerIsBetter bool) []LeverChain {
 	n := r.Settings.Rounds
+	// gain is the per-round ratios of the figure of m over that of ref, so
+	// that above 1 is better.
+	gain := func(m, ref *ModeResult) (Stat, bool) {
+		if lowerIsBetter {
+			m, ref = ref, m
+		}
+		return Summarize(RoundRatios(m.series(key, n), ref.series(key, n)))
+	}
 	var chains []LeverChain
 	for _, gso := range []string{"", UnderlayGSOOff} {
 		suffix := ""
 		if gso != "" {
 			suffix = UnderlayGSOOffSuffix
 		}
-		c := LeverChain{UnderlayGSO: gso}
+		c := LeverChain{Metric: key, LowerIsBetter: lowerIsBetter, UnderlayGSO: gso}
 		var rows []*ModeResult
 		var skipped []string // modes of LeverSteps since the last step
 		twins := 0
@@ -83,16 +128,19 @@ func (r *Results) leverChains() []LeverChain {
 			if m == nil {
 				continue
 			}
-			tcp1, ok := m.Summary[MTCP1]
+			v, ok := m.Summary[key]
 			if !ok {
 				continue
 			}
-			step := LeverStep{Mode: m.Name, Adds: st.Adds, TCP1: tcp1}
+			step := LeverStep{Mode: m.Name, Adds: st.Adds, Value: v}
+			if key == MTCP1 {
+				step.TCP1 = v
+			}
 			if len(rows) > 0 { // the first step is the baseline
 				if len(skipped) > 1 {
 					step.Adds = "levers of " + strings.Join(skipped, " + ")
 				}
-				if g, ok := Summarize(RoundRatios(m.series(MTCP1, n), rows[len(rows)-1].series(MTCP1, n))); ok {
+				if g, ok := gain(m, rows[len(rows)-1]); ok {
 					step.Gain = &g
 				}
 			}
@@ -103,7 +151,7 @@ func (r *Results) leverChains() []LeverChain {
 		if len(c.Steps) < 2 || (suffix != "" && twins == 0) {
 			continue
 		}
-		if t, ok := Summarize(RoundRatios(rows[len(rows)-1].series(MTCP1, n), rows[0].series(MTCP1, n))); ok {
+		if t, ok := gain(rows[len(rows)-1], rows[0]); ok {
 			c.Total = &t
 		}
 		c.setShares()

@@ -219,3 +219,192 @@ func TestWriteMarkdownLevers(t *testing.T) {
 		}
 	}
 }
+
+// latencyFixture is leverFixture with RR p50 and p99 in every round, in µs.
+func latencyFixture() *Results {
+	r := leverFixture()
+	off := UnderlayGSOOffSuffix
+	rr := map[string][2][]float64{ // mode: p50 and p99 by round
+		"vxlan":              {{20, 20, 20}, {60, 60, 60}},
+		"weft-classic":       {{160, 150, 140}, {400, 400, 400}},
+		"weft-batch":         {{80, 100, 70}, {200, 400, 400}},
+		"weft-offload":       {{100, 100, 70}, {100, 200, 400}},
+		"weft-offload" + off: {{40, 50, 35}, {200, 400, 400}},
+		"weft-zc-send":       {{50, 50, 35}, {100, 200, 400}},
+		"weft-zc-send" + off: {{40, 50, 35}, {200, 400, 400}},
+		"weft":               {{40, 50, 35}, {50, 100, 400}},
+		"weft" + off:         {{20, 25, 35}, {100, 200, 200}},
+	}
+	for i := range r.Modes {
+		m := &r.Modes[i]
+		for j := range m.Rounds {
+			m.Rounds[j].Values[MRRP50] = rr[m.Name][0][j]
+			m.Rounds[j].Values[MRRP99] = rr[m.Name][1][j]
+		}
+	}
+	r.Summarize()
+	return r
+}
+
+func TestLatencyLeverChains(t *testing.T) {
+	r := latencyFixture()
+	// The TCP chains are those of leverFixture, unchanged.
+	if len(r.Levers) != 2 || r.Levers[0].Total.Median != 11.25 || r.Levers[0].Metric != MTCP1 || r.Levers[0].LowerIsBetter {
+		t.Fatalf("TCP chains %+v", r.Levers)
+	}
+	if len(r.LatencyLevers) != 4 {
+		t.Fatalf("%d latency chains, want 4: %+v", len(r.LatencyLevers), r.LatencyLevers)
+	}
+	on := []string{"weft-classic", "weft-batch", "weft-offload", "weft-zc-send", "weft"}
+	off := []string{"weft-classic", "weft-batch", "weft-offload" + UnderlayGSOOffSuffix,
+		"weft-zc-send" + UnderlayGSOOffSuffix, "weft" + UnderlayGSOOffSuffix}
+	tests := []struct {
+		chain  int
+		metric string
+		gso    string
+		modes  []string
+		// medians of the per-round ratios of the step above's latency to
+		// the step's, then their min and max
+		gains    []float64
+		min, max []float64
+		total    float64
+	}{
+		// batch: 160/80, 150/100, 140/70; offload: 0.8, 1, 1; zc-send: 2,
+		// 2, 2; weft: 1.25, 1, 1. classic/weft: 4, 3, 4.
+		{0, MRRP50, "", on, []float64{2, 1, 2, 1}, []float64{1.5, 0.8, 2, 1}, []float64{2, 1, 2, 1.25}, 4},
+		// offload off/batch: 2, 2, 2; zc-send off: 1, 1, 1; weft off: 2,
+		// 2, 1. classic/weft off: 8, 6, 4.
+		{1, MRRP50, UnderlayGSOOff, off, []float64{2, 2, 1, 2}, []float64{1.5, 2, 1, 1}, []float64{2, 2, 1, 2}, 6},
+		// batch: 2, 1, 1; offload: 2, 2, 1; zc-send: 1, 1, 1; weft: 2,
+		// 2, 1. classic/weft: 8, 4, 1.
+		{2, MRRP99, "", on, []float64{1, 2, 1, 2}, []float64{1, 1, 1, 1}, []float64{2, 2, 1, 2}, 4},
+		// offload off: 1, 1, 1; zc-send off: 1, 1, 1; weft off: 2, 2, 2.
+		// classic/weft off: 4, 2, 2.
+		{3, MRRP99, UnderlayGSOOff, off, []float64{1, 1, 1, 2}, []float64{1, 1, 1, 2}, []float64{2, 1, 1, 2}, 2},
+	}
+	for _, tt := range tests {
+		c := r.LatencyLevers[tt.chain]
+		if c.Metric != tt.metric || !c.LowerIsBetter || c.UnderlayGSO != tt.gso {
+			t.Errorf("chain %d: metric %q, lower is better %v, underlay GSO %q", tt.chain, c.Metric, c.LowerIsBetter, c.UnderlayGSO)
+		}
+		if len(c.Steps) != len(tt.modes) {
+			t.Fatalf("chain %d: steps %+v", tt.chain, c.Steps)
+		}
+		for i, s := range c.Steps {
+			want := r.Mode(tt.modes[i]).Summary[tt.metric]
+			if s.Mode != tt.modes[i] || s.Value != want || s.TCP1 != (Stat{}) {
+				t.Errorf("chain %d step %d: %s, value %+v, tcp1 %+v; want %s, %+v", tt.chain, i, s.Mode, s.Value, s.TCP1, tt.modes[i], want)
+			}
+			if i == 0 {
+				if s.Gain != nil {
+					t.Errorf("chain %d: first step has a gain", tt.chain)
+				}
+				continue
+			}
+			wantGain := Stat{tt.gains[i-1], tt.min[i-1], tt.max[i-1], 3}
+			if s.Gain == nil || !statNear(*s.Gain, wantGain) {
+				t.Errorf("chain %d step %s: gain %+v, want %+v", tt.chain, s.Mode, s.Gain, wantGain)
+			}
+		}
+		if c.Total == nil || math.Abs(c.Total.Median-tt.total) > 1e-9 {
+			t.Errorf("chain %d: total %+v, want %v", tt.chain, c.Total, tt.total)
+		}
+	}
+}
+
+func TestLatencyLeverChainsPartial(t *testing.T) {
+	// The echo failed for weft-batch in every round: the latency chains go
+	// from weft-classic to weft-offload (160/100, 150/100, 140/70), the
+	// TCP chain still through weft-batch.
+	r := latencyFixture()
+	for i := range r.Mode("weft-batch").Rounds {
+		delete(r.Mode("weft-batch").Rounds[i].Values, MRRP50)
+		delete(r.Mode("weft-batch").Rounds[i].Values, MRRP99)
+	}
+	r.Summarize()
+	if s := r.Levers[0].Steps[1]; s.Mode != "weft-batch" {
+		t.Errorf("TCP step %+v", s)
+	}
+	s := r.LatencyLevers[0].Steps[1]
+	if s.Mode != "weft-offload" || s.Adds != "levers of weft-batch + weft-offload" || s.Gain == nil || s.Gain.Median != 1.6 {
+		t.Errorf("latency step after a missing one: %+v, gain %+v", s, s.Gain)
+	}
+
+	// No RR figures at all: no latency chains, and no latency table.
+	r = leverFixture()
+	if len(r.LatencyLevers) != 0 {
+		t.Errorf("latency chains without RR figures: %+v", r.LatencyLevers)
+	}
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "Lever by lever (RR") {
+		t.Errorf("latency table without RR figures:\n%s", b.String())
+	}
+
+	// p99 lost in weft-zc-send only: the chains of p50 and p99 go through
+	// different rows, so each gets its own table.
+	r = latencyFixture()
+	r.Settings.UnderlayGSO = UnderlayGSOOn
+	for i := range r.Mode("weft-zc-send").Rounds {
+		delete(r.Mode("weft-zc-send").Rounds[i].Values, MRRP99)
+	}
+	r.Summarize()
+	b.Reset()
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"\nLever by lever (RR p50; each row adds",
+		"\nLever by lever (RR p99; each row adds",
+		"| weft                | levers of weft-zc-send + weft ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestWriteMarkdownLatencyLevers(t *testing.T) {
+	r := latencyFixture()
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	tcp := strings.Index(out, "\nLever by lever (TCP 1 stream;")
+	lat := strings.Index(out, "\nLever by lever (RR p50, RR p99; each row adds its lever to the row above; "+
+		"gain: median of per-round ratios of the row above's figure to the row's, as lower is better, so that above 1 is better")
+	latOff := strings.Index(out, "\nLever by lever, underlay UDP segmentation off (RR p50, RR p99;")
+	if tcp < 0 || lat < tcp || latOff < lat {
+		t.Fatalf("TCP table at %d, latency tables at %d and %d:\n%s", tcp, lat, latOff, out)
+	}
+	for _, want := range []string{
+		// p50 gains 2, 1, 2, 1 share log 4 between them: 50% and 0%;
+		// p99 gains 1, 2, 1, 2 likewise.
+		"| mode                | adds ",
+		" | RR p50 (µs)      | gain               | share | RR p99 (µs)    | gain              | share |\n",
+		"| 150 (140–160)    | –                  | –     | 400 (400–400)  | –                 | –     |\n",
+		"| 80.0 (70.0–100)  | 2.00× (1.50–2.00)  | 50%   | 400 (200–400)  | 1.00× (1.00–2.00) | 0%    |\n",
+		"| 100 (70.0–100)   | 1.00× (0.800–1.00) | 0%    | 200 (100–400)  | 2.00× (1.00–2.00) | 50%   |\n",
+		"| weft-classic → weft | all of the above",
+		"|                  | 4.00× (3.00–4.00)  | 100%  |                | 4.00× (1.00–8.00) | 100%  |\n",
+		"| weft-classic → weft (underlay-gso off) | all of the above",
+	} {
+		if !strings.Contains(out[lat:], want) {
+			t.Errorf("latency tables lack %q:\n%s", want, out[lat:])
+		}
+	}
+	// Every row of a table has as many cells as its header.
+	cells := 0
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, "| mode"):
+			cells = strings.Count(line, "|")
+		case strings.HasPrefix(line, "|") && strings.Count(line, "|") != cells:
+			t.Errorf("ragged row: %q", line)
+		}
+	}
+}

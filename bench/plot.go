@@ -10,6 +10,7 @@ import (
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 )
 
@@ -17,7 +18,7 @@ import (
 // x = mode index + shift.
 type seriesBars struct {
 	shift          float64
-	med, low, high []float64
+	med, low, high []float64 // 0 where the mode has no figure: an empty bar
 }
 
 func (s seriesBars) Len() int                    { return len(s.med) }
@@ -27,16 +28,82 @@ func (s seriesBars) YError(i int) (float64, float64) {
 	return s.med[i] - s.low[i], s.high[i] - s.med[i]
 }
 
+// spreads is the error bars of the modes that have the figure, so that a
+// missing one draws no bar of zero length at zero.
+type spreads struct {
+	s   seriesBars
+	idx []int // indexes into s
+}
+
+func (e spreads) Len() int                        { return len(e.idx) }
+func (e spreads) XY(i int) (float64, float64)     { return e.s.XY(e.idx[i]) }
+func (e spreads) YError(i int) (float64, float64) { return e.s.YError(e.idx[i]) }
+
+// barSeries is one bar of each mode's group: the figure it shows, its legend
+// entry and colour.
+type barSeries struct {
+	key   string
+	label string
+	color color.Color
+}
+
+// The bar colours, the first and second series of a group.
+var (
+	barBlue   = color.RGBA{R: 0x4c, G: 0x72, B: 0xb0, A: 0xff}
+	barOrange = color.RGBA{R: 0xdd, G: 0x84, B: 0x52, A: 0xff}
+)
+
+// barChart is what a plot of grouped bars per mode shows.
+type barChart struct {
+	title  string // followed by the rounds and what the error bars span
+	unit   string // the Y axis label
+	series []barSeries
+}
+
 // PlotThroughput draws TCP throughput per mode (1 and 4 streams) as grouped
 // bars whose error bars span min to max over the rounds, and saves it as
 // base.svg and base.png in dir. It returns the files written.
 func (r *Results) PlotThroughput(dir, base string) ([]string, error) {
+	return r.plotBars(dir, base, barChart{
+		title: "TCP throughput per mode",
+		unit:  "Gbit/s",
+		series: []barSeries{
+			{MTCP1, "1 stream", barBlue},
+			{MTCP4, "4 streams", barOrange},
+		},
+	})
+}
+
+// PlotLatency draws the request/response latency per mode (RR p50 and p99,
+// in µs) as PlotThroughput draws throughput, and saves it as base.svg and
+// base.png in dir. It returns the files written.
+//
+// The axis is linear: the modes span about 20 µs (kernel) to under 1 ms
+// (flanneld's p99), a range whose smallest bars are still visible, and a bar's
+// length is then what the figure is; on a log axis it would depend on where
+// the axis starts, and a 7x gap would look like a small step.
+func (r *Results) PlotLatency(dir, base string) ([]string, error) {
+	return r.plotBars(dir, base, barChart{
+		title: "Request/response latency per mode",
+		unit:  "µs",
+		series: []barSeries{
+			{MRRP50, "p50", barBlue},
+			{MRRP99, "p99", barOrange},
+		},
+	})
+}
+
+// plotBars draws c's series per mode as grouped bars whose error bars span
+// min to max over the rounds, and saves the plot as base.svg and base.png in
+// dir; a mode without a series' figure gets "n/a" where its bar would be. It
+// returns the files written.
+func (r *Results) plotBars(dir, base string, c barChart) ([]string, error) {
 	if len(r.Modes) == 0 {
 		return nil, fmt.Errorf("plot: no modes")
 	}
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("TCP throughput per mode (median of %d, bars min–max)", r.Settings.Rounds)
-	p.Y.Label.Text = "Gbit/s"
+	p.Title.Text = fmt.Sprintf("%s (median of %d, bars min–max)", c.title, r.Settings.Rounds)
+	p.Y.Label.Text = c.unit
 	p.Y.Min = 0
 	// The grid goes under the bars, so it is added first.
 	p.Add(plotter.NewGrid())
@@ -49,39 +116,57 @@ func (r *Results) PlotThroughput(dir, base string) ([]string, error) {
 	width := vg.Inch * vg.Length(max(6, 1.2*float64(len(names))))
 	slot := (width - vg.Inch) / vg.Length(len(names))
 
-	series := []struct {
-		key   string
-		label string
-		shift float64
-		color color.Color
-	}{
-		{MTCP1, "1 stream", -0.2, color.RGBA{R: 0x4c, G: 0x72, B: 0xb0, A: 0xff}},
-		{MTCP4, "4 streams", 0.2, color.RGBA{R: 0xdd, G: 0x84, B: 0x52, A: 0xff}},
-	}
+	// The groups' bars side by side, 0.4 of a mode's slot apart.
+	const step = 0.4
 	top := 1.0
-	for _, s := range series {
-		sb := seriesBars{shift: s.shift}
-		for _, m := range r.Modes {
-			st := m.Summary[s.key] // zero when missing: an empty bar
+	missing := plotter.XYLabels{}
+	for k, s := range c.series {
+		sb := seriesBars{shift: (float64(k) - float64(len(c.series)-1)/2) * step}
+		errs := spreads{}
+		for i, m := range r.Modes {
+			st, ok := m.Summary[s.key]
 			sb.med = append(sb.med, st.Median)
 			sb.low = append(sb.low, st.Min)
 			sb.high = append(sb.high, st.Max)
+			if !ok {
+				x, _ := sb.XY(i)
+				missing.XYs = append(missing.XYs, plotter.XY{X: x})
+				missing.Labels = append(missing.Labels, "n/a")
+				continue
+			}
+			errs.idx = append(errs.idx, i)
 			top = max(top, st.Max)
 		}
+		errs.s = sb
 		bars, err := plotter.NewBarChart(sb, slot*0.34)
 		if err != nil {
 			return nil, fmt.Errorf("plot: %w", err)
 		}
-		bars.XMin = s.shift
+		bars.XMin = sb.shift
 		bars.Color = s.color
 		bars.LineStyle.Width = 0
-		errs, err := plotter.NewYErrorBars(sb)
+		p.Add(bars)
+		if errs.Len() > 0 {
+			eb, err := plotter.NewYErrorBars(errs)
+			if err != nil {
+				return nil, fmt.Errorf("plot: %w", err)
+			}
+			eb.LineStyle.Width = vg.Points(1)
+			p.Add(eb)
+		}
+		p.Legend.Add(s.label, bars)
+	}
+	if len(missing.Labels) > 0 {
+		labels, err := plotter.NewLabels(missing)
 		if err != nil {
 			return nil, fmt.Errorf("plot: %w", err)
 		}
-		errs.LineStyle.Width = vg.Points(1)
-		p.Add(bars, errs)
-		p.Legend.Add(s.label, bars)
+		for i := range labels.TextStyle {
+			labels.TextStyle[i].XAlign = text.XCenter
+			labels.TextStyle[i].Font.Size = vg.Points(8)
+		}
+		labels.Offset.Y = vg.Points(2)
+		p.Add(labels)
 	}
 	p.Legend.Top = true
 	p.NominalX(names...)

@@ -62,10 +62,14 @@ type Results struct {
 	Settings Settings     `json:"settings"`
 	Metrics  []Metric     `json:"metrics"`
 	Modes    []ModeResult `json:"modes"`
-	// Levers are the lever-by-lever tables (see LeverSteps): one through
-	// the rows with the run's underlay setting, and with --underlay-gso
-	// both one through the rows with the underlay's UDP segmentation off.
+	// Levers are the lever-by-lever tables of TCP 1 stream (see
+	// LeverSteps): one through the rows with the run's underlay setting,
+	// and with --underlay-gso both one through the rows with the
+	// underlay's UDP segmentation off.
 	Levers []LeverChain `json:"levers,omitempty"`
+	// LatencyLevers are the same of each of LatencyLeverMetrics, lower
+	// being better: the chains of RR p50, then those of RR p99.
+	LatencyLevers []LeverChain `json:"latency_levers,omitempty"`
 }
 
 // Machine names where the numbers come from.
@@ -169,7 +173,11 @@ func (r *Results) Summarize() {
 			}
 		}
 	}
-	r.Levers = r.leverChains()
+	r.Levers = r.leverChains(MTCP1, false)
+	r.LatencyLevers = nil
+	for _, key := range LatencyLeverMetrics {
+		r.LatencyLevers = append(r.LatencyLevers, r.leverChains(key, true)...)
+	}
 }
 
 // WriteJSON writes the results, indented, to path.

@@ -3,15 +3,12 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-var plotOut = flag.String("plot-out", "", "`DIR` to keep the test plot in, for looking at it")
 
 // fixture is three modes over three rounds; weft lost its tcp4 figure in
 // round 2 and recorded why.
@@ -177,33 +174,75 @@ func TestWriteJSONLevers(t *testing.T) {
 	}
 }
 
-func TestPlotThroughput(t *testing.T) {
-	dir := t.TempDir()
-	if *plotOut != "" {
-		dir = *plotOut
+func TestWriteJSONLatencyLevers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "results.json")
+	if err := latencyFixture().WriteJSON(path); err != nil {
+		t.Fatal(err)
 	}
-	files, err := fixture().PlotThroughput(dir, "throughput")
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	magic := map[string]string{".svg": "<?xml", ".png": "\x89PNG"}
-	if len(files) != 2 {
-		t.Fatalf("files %v", files)
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	if len(back.Levers) != 2 || len(back.LatencyLevers) != 4 {
+		t.Fatalf("%d TCP chains, %d latency chains", len(back.Levers), len(back.LatencyLevers))
+	}
+	if s := back.Levers[0].Steps[1]; s.TCP1 != s.Value || s.TCP1.N != 3 {
+		t.Errorf("TCP step after round trip: %+v", s)
+	}
+	c := back.LatencyLevers[2]
+	if c.Metric != MRRP99 || !c.LowerIsBetter || c.Steps[1].TCP1 != (Stat{}) || c.Total == nil || c.Total.Median != 4 {
+		t.Errorf("latency chain after round trip: %+v", c)
+	}
+	// The TCP chains keep their fields; the latency chains have no TCP
+	// figure.
+	var raw struct {
+		Levers        []map[string]any `json:"levers"`
+		LatencyLevers []struct {
+			Steps []map[string]any `json:"steps"`
+		} `json:"latency_levers"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		t.Fatal(err)
+	}
+	step := raw.Levers[0]["steps"].([]any)[1].(map[string]any)
+	for _, key := range []string{"mode", "adds", "tcp1_gbps", "value", "gain", "share"} {
+		if _, ok := step[key]; !ok {
+			t.Errorf("TCP step lacks %s: %v", key, step)
 		}
-		if m := magic[filepath.Ext(f)]; !bytes.HasPrefix(data, []byte(m)) || len(data) < 1000 {
-			t.Errorf("%s: %d bytes, does not start with %q", f, len(data), m)
+	}
+	if _, ok := raw.LatencyLevers[0].Steps[1]["tcp1_gbps"]; ok {
+		t.Errorf("latency step has tcp1_gbps: %v", raw.LatencyLevers[0].Steps[1])
+	}
+}
+
+// TestReadOldLevers reads a lever chain as results.json had it before
+// chains of other figures than TCP 1 stream: no metric, no value.
+func TestReadOldLevers(t *testing.T) {
+	old := `{"settings": {"rounds": 2}, "levers": [{"steps": [
+		{"mode": "weft-classic", "adds": "baseline", "tcp1_gbps": {"median": 0.5, "min": 0.4, "max": 0.6, "n": 2}},
+		{"mode": "weft-batch", "adds": "batching", "tcp1_gbps": {"median": 1, "min": 0.9, "max": 1.1, "n": 2},
+		 "gain": {"median": 2, "min": 1.8, "max": 2.2, "n": 2}, "share": 1}],
+		"total": {"median": 2, "min": 1.8, "max": 2.2, "n": 2}}]}`
+	var r Results
+	if err := json.Unmarshal([]byte(old), &r); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"\nLever by lever (TCP 1 stream; ",
+		"| weft-classic | baseline | 0.500 (0.400–0.600)   | –                 | –     |",
+		"| weft-batch   | batching | 1.00 (0.900–1.10)     | 2.00× (1.80–2.20) | 100%  |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
 		}
-	}
-	// Rows of both underlay settings: the long names go on two lines.
-	if _, err := leverFixture().PlotThroughput(dir, "throughput-gso"); err != nil {
-		t.Error(err)
-	}
-	if _, err := (&Results{}).PlotThroughput(dir, "empty"); err == nil {
-		t.Error("plot of no modes: no error")
 	}
 }

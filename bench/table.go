@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // WriteMarkdown renders the results as Markdown: the medians with their
 // spread and what each mode is, then each mode's ratio to underlay and to
-// vxlan, the lever-by-lever tables, then any failures.
+// vxlan, the lever-by-lever tables (TCP 1 stream, then latency), then any
+// failures.
 func (r *Results) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Median of %d round(s) (min–max), %gs per workload; modes interleaved round by round.",
@@ -70,9 +72,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 		}
 		writeTable(&b, header, rows)
 	}
-	for _, c := range r.Levers {
-		c.writeMarkdown(&b)
-	}
+	r.writeLeverTables(&b)
 	if errs := r.Errors(); len(errs) > 0 {
 		b.WriteString("\nFailures:\n\n")
 		for _, e := range errs {
@@ -161,30 +161,133 @@ func (r *Results) writeModeList(b *strings.Builder) {
 	}
 }
 
-// writeMarkdown renders one lever-by-lever table, its total last.
-func (c LeverChain) writeMarkdown(b *strings.Builder) {
+// writeLeverTables writes the lever-by-lever tables: TCP 1 stream's, then
+// latency's, with the chains of RR p50 and p99 through the same rows in one
+// table.
+func (r *Results) writeLeverTables(b *strings.Builder) {
+	for _, c := range r.Levers {
+		r.writeLeverTable(b, []LeverChain{c})
+	}
+	for _, gso := range []string{"", UnderlayGSOOff} {
+		var cs []LeverChain
+		for _, c := range r.LatencyLevers {
+			if c.UnderlayGSO == gso {
+				cs = append(cs, c)
+			}
+		}
+		if len(cs) == 0 {
+			continue
+		}
+		if sameSteps(cs) {
+			r.writeLeverTable(b, cs)
+			continue
+		}
+		for _, c := range cs {
+			r.writeLeverTable(b, []LeverChain{c})
+		}
+	}
+}
+
+// sameSteps tells whether the chains go through the same rows, adding the
+// same levers.
+func sameSteps(cs []LeverChain) bool {
+	for _, c := range cs[1:] {
+		if len(c.Steps) != len(cs[0].Steps) {
+			return false
+		}
+		for i, s := range c.Steps {
+			if s.Mode != cs[0].Steps[i].Mode || s.Adds != cs[0].Steps[i].Adds {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// writeLeverTable renders lever-by-lever chains through the same rows (and
+// the same underlay setting) as one table: for each chain its figure and
+// gain, and its share when it has shares; the totals last.
+func (r *Results) writeLeverTable(b *strings.Builder, cs []LeverChain) {
 	title := "Lever by lever"
-	if c.UnderlayGSO == UnderlayGSOOff {
+	if cs[0].UnderlayGSO == UnderlayGSOOff {
 		title += ", underlay UDP segmentation off"
 	}
-	fmt.Fprintf(b, "\n%s (TCP 1 stream; each row adds its lever to the row above; gain: median of per-round ratios "+
-		"to the row above; share: the step's part of the whole gain on a log scale, log gain / log of all gains):\n\n", title)
-	header := []string{"mode", "adds", "TCP 1 stream (Gbit/s)", "gain", "share"}
-	rows := [][]string{}
-	for _, s := range c.Steps {
-		rows = append(rows, []string{s.Mode, s.Adds, statCell(map[string]Stat{MTCP1: s.TCP1}, MTCP1, true),
-			gainCell(s.Gain), shareCell(s.Share)})
-	}
-	if c.Total != nil && len(c.Steps) > 2 { // with two, the total is the second row
-		one := 1.0
-		var share *float64
-		if c.Steps[len(c.Steps)-1].Share != nil {
-			share = &one
+	var figures []string
+	header := []string{"mode", "adds"}
+	lower, shares := false, make([]bool, len(cs))
+	for i, c := range cs {
+		m := r.metric(c.key())
+		figures = append(figures, m.Title)
+		col := m.Title
+		if m.Unit != "" {
+			col += " (" + m.Unit + ")"
 		}
-		rows = append(rows, []string{c.Steps[0].Mode + " → " + c.Steps[len(c.Steps)-1].Mode, "all of the above", "",
-			gainCell(c.Total), shareCell(share)})
+		header = append(header, col, "gain")
+		lower = lower || c.LowerIsBetter
+		for _, s := range c.Steps {
+			shares[i] = shares[i] || s.Share != nil
+		}
+		if shares[i] {
+			header = append(header, "share")
+		}
+	}
+	gain := "median of per-round ratios to the row above"
+	if lower {
+		gain = "median of per-round ratios of the row above's figure to the row's, as lower is better, so that above 1 is better"
+	}
+	share := ""
+	if slices.Contains(shares, true) {
+		share = "; share: the step's part of the whole gain on a log scale, log gain / log of all gains"
+	}
+	fmt.Fprintf(b, "\n%s (%s; each row adds its lever to the row above; gain: %s%s):\n\n",
+		title, strings.Join(figures, ", "), gain, share)
+
+	steps := cs[0].Steps
+	rows := [][]string{}
+	for i, s := range steps {
+		row := []string{s.Mode, s.Adds}
+		for k, c := range cs {
+			st := c.Steps[i]
+			row = append(row, statCell(map[string]Stat{"": st.value()}, "", true), gainCell(st.Gain))
+			if shares[k] {
+				row = append(row, shareCell(st.Share))
+			}
+		}
+		rows = append(rows, row)
+	}
+	totals := false
+	for _, c := range cs {
+		totals = totals || c.Total != nil
+	}
+	if totals && len(steps) > 2 { // with two, the total is the second row
+		row := []string{steps[0].Mode + " → " + steps[len(steps)-1].Mode, "all of the above"}
+		for k, c := range cs {
+			row = append(row, "", gainCell(c.Total))
+			if shares[k] {
+				one := 1.0
+				var share *float64
+				if c.Total != nil && c.Steps[len(c.Steps)-1].Share != nil {
+					share = &one
+				}
+				row = append(row, shareCell(share))
+			}
+		}
+		rows = append(rows, row)
 	}
 	writeTable(b, header, rows)
+}
+
+// metric returns the figure of key, as the results name it; one named by
+// its key when they do not.
+func (r *Results) metric(key string) Metric {
+	for _, ms := range [][]Metric{r.Metrics, Metrics} {
+		for _, m := range ms {
+			if m.Key == key {
+				return m
+			}
+		}
+	}
+	return Metric{Key: key, Title: key}
 }
 
 // gainCell formats a ratio with its spread: "8.10× (7.90–8.30)".

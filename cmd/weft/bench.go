@@ -57,7 +57,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.IntVar(&f.rounds, "rounds", 0, "`N` rounds, modes interleaved within each (default 3, --quick 2)")
 	fs.DurationVar(&f.workload, "workload", 0, "length of each workload (default 8s; 6s with --underlay-gso both; --quick 2s)")
 	fs.BoolVar(&f.quick, "quick", false, "short run (under 2 minutes) for a first look; numbers are rougher")
-	fs.StringVar(&f.out, "out", "bench-out", "`DIR` for results.json and the throughput plot (svg, png)")
+	fs.StringVar(&f.out, "out", "bench-out", "`DIR` for results.json and the throughput and latency plots (svg, png)")
 	fs.StringVar(&f.prefix, "prefix", fmt.Sprintf("wb%d", os.Getpid()), "network namespace name `PREFIX`, unique per run")
 	fs.StringVar(&f.weftd, "weftd", defaultWeftd(), "`PATH` of the weftd binary")
 	fs.StringVar(&f.flanneld, "flanneld", "", "`PATH` of a flanneld binary; adds the flannel mode")
@@ -195,11 +195,16 @@ func runBench(_ globals, args []string) error {
 	if err := res.WriteJSON(files[0]); err != nil {
 		return err
 	}
-	plots, err := res.PlotThroughput(f.out, "throughput")
-	if err != nil {
-		return err
+	for _, plot := range []struct {
+		base string
+		draw func(dir, base string) ([]string, error)
+	}{{"throughput", res.PlotThroughput}, {"latency", res.PlotLatency}} {
+		written, err := plot.draw(f.out, plot.base)
+		if err != nil {
+			return err
+		}
+		files = append(files, written...)
 	}
-	files = append(files, plots...)
 	fmt.Fprintf(os.Stderr, "bench: wrote %s in %.0fs\n", strings.Join(files, ", "), res.Seconds)
 	if errs := res.Errors(); len(errs) > 0 {
 		return fmt.Errorf("%d failure(s), see the table's end (daemon logs kept in %s)", len(errs), scratch)

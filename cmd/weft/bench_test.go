@@ -145,7 +145,7 @@ func TestBenchEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range []string{"throughput.svg", "throughput.png"} {
+	for _, f := range []string{"throughput.svg", "throughput.png", "latency.svg", "latency.png"} {
 		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
@@ -155,8 +155,8 @@ func TestBenchEndToEnd(t *testing.T) {
 // TestBenchUnderlayGSOEndToEnd checks the underlay-GSO comparison: one quick round of
 // weft-classic and weft with --underlay-gso both gives three rows (weft
 // twice, its underlay's UDP segmentation off in the second), each with its
-// TCP figures, and the two lever-by-lever chains; the veths are left as
-// created, since the namespaces are gone.
+// TCP figures, and the two lever-by-lever chains of TCP and the four of
+// latency; the veths are left as created, since the namespaces are gone.
 func TestBenchUnderlayGSOEndToEnd(t *testing.T) {
 	roottest.NeedRoot(t, bench.ToolsFor(bench.UnderlayGSOBoth)...)
 	weftd := buildWeftd(t)
@@ -198,6 +198,10 @@ func TestBenchUnderlayGSOEndToEnd(t *testing.T) {
 	}
 	if len(res.Levers) != 2 || res.Levers[1].Steps[1].Mode != twin || res.Levers[1].Steps[1].Gain == nil {
 		t.Errorf("levers %+v", res.Levers)
+	}
+	// RR p50 and p99, each through both settings' rows.
+	if len(res.LatencyLevers) != 4 || res.LatencyLevers[1].Steps[1].Mode != twin || res.LatencyLevers[3].Steps[1].Gain == nil {
+		t.Errorf("latency levers %+v", res.LatencyLevers)
 	}
 }
 
