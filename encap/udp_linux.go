@@ -33,10 +33,9 @@ type Options struct {
 	// buffers, valid until the next ReadBatch, instead of copying them into
 	// the caller's.
 	ZeroCopy bool
-	// Poll, if not nil, keeps receives polling for its window after
-	// traffic instead of sleeping at once (see internal/busypoll). The
-	// window may be shared with other loops.
-	Poll *busypoll.Window
+	// BusyPoll keeps receives polling for this long after traffic instead
+	// of sleeping at once (see internal/busypoll); 0 never polls.
+	BusyPoll time.Duration
 }
 
 // The kernel's limits on one UDP_SEGMENT send.
@@ -140,7 +139,7 @@ func ListenUDP(laddr netip.AddrPort, opts Options) (*UDPConn, error) {
 		nr = max(1, batch/4)
 	}
 	c.rbatch = newRecvBatch(nr)
-	c.rbatch.poll = opts.Poll
+	c.rbatch.poll = busypoll.New(opts.BusyPoll)
 	if c.gro {
 		for i := range c.rbatch.slots {
 			c.rbatch.slots[i].buf = make([]byte, groBufferSize)

@@ -9,8 +9,6 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"github.com/weft-dev/weft/internal/busypoll"
 )
 
 // TestBatchRoundTrip sends batches of datagrams of mixed sizes to two
@@ -307,7 +305,7 @@ func TestReadBatchPolls(t *testing.T) {
 	for _, gro := range []bool{false, true} {
 		t.Run(fmt.Sprintf("gro=%v", gro), func(t *testing.T) {
 			lo := netip.MustParseAddr("127.0.0.1")
-			rx, err := ListenUDP(netip.AddrPortFrom(lo, 0), Options{Batch: 8, GRO: gro, Poll: busypoll.New(20 * time.Millisecond)})
+			rx, err := ListenUDP(netip.AddrPortFrom(lo, 0), Options{Batch: 8, GRO: gro, BusyPoll: 20 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/songgao/water"
 	"github.com/vishvananda/netlink"
@@ -34,10 +35,10 @@ type Config struct {
 	// restarts, packets for other hosts' subnets then die in a device with
 	// no reader instead of following the default route out unencapsulated.
 	Keep bool
-	// Poll, if not nil, keeps Plain and Offload queues' reads polling for
-	// its window after traffic instead of sleeping at once (see
-	// internal/busypoll). The window may be shared with other loops.
-	Poll *busypoll.Window
+	// BusyPoll keeps each Plain and Offload queue's reads polling for this
+	// long after traffic instead of sleeping at once (see
+	// internal/busypoll); 0 never polls.
+	BusyPoll time.Duration
 }
 
 // Kind is a kind of TUN queue.
@@ -110,11 +111,11 @@ func Create(cfg Config) (l *Link, err error) {
 	}()
 	l.kind = cfg.Kind
 	for range cfg.Queues {
-		q, err := openQueue(cfg.Name, l.kind, cfg.Batch, cfg.Poll)
+		q, err := openQueue(cfg.Name, l.kind, cfg.Batch, cfg.BusyPoll)
 		if err != nil && l.Queues == nil && cfg.FallBack && l.kind != Plain {
 			l.refused = err
 			l.kind = Plain
-			q, err = openQueue(cfg.Name, l.kind, cfg.Batch, cfg.Poll)
+			q, err = openQueue(cfg.Name, l.kind, cfg.Batch, cfg.BusyPoll)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
@@ -162,14 +163,14 @@ func Create(cfg Config) (l *Link, err error) {
 }
 
 // openQueue attaches one more queue of kind to the device name.
-func openQueue(name string, kind Kind, batch int, poll *busypoll.Window) (Device, error) {
+func openQueue(name string, kind Kind, batch int, busyPoll time.Duration) (Device, error) {
 	switch kind {
 	case Offload:
 		q, err := openVnetQueue(name, batch)
 		if err != nil {
 			return nil, err
 		}
-		q.poll = poll
+		q.poll = busypoll.New(busyPoll)
 		return q, nil
 	case CopyingOffload:
 		return openOffloadQueue(name)
@@ -194,7 +195,7 @@ func openQueue(name string, kind Kind, batch int, poll *busypoll.Window) (Device
 		f.Close()
 		return nil, err
 	}
-	q.poll = poll
+	q.poll = busypoll.New(busyPoll)
 	return q, nil
 }
 

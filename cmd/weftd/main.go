@@ -20,7 +20,6 @@ import (
 
 	"github.com/weft-dev/weft/encap"
 	"github.com/weft-dev/weft/engine"
-	"github.com/weft-dev/weft/internal/busypoll"
 	"github.com/weft-dev/weft/lease"
 	"github.com/weft-dev/weft/tun"
 	"github.com/weft-dev/weft/version"
@@ -122,9 +121,6 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 
 	mtu := ul.mtu - encap.Overhead
 	kind, fallBack := cfg.tunKind()
-	// One window for every loop: the reply to what one loop forwarded
-	// comes back through another.
-	poll := busypoll.New(cfg.busyPoll)
 	link, err := tun.Create(tun.Config{
 		Name:     cfg.tunName,
 		Queues:   cfg.workers,
@@ -135,7 +131,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		Kind:     kind,
 		FallBack: fallBack,
 		Keep:     cfg.keepDevice,
-		Poll:     poll,
+		BusyPoll: cfg.busyPoll,
 	})
 	if err != nil {
 		return err
@@ -200,7 +196,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			q.Conn.Close()
 		}
 	}()
-	uopts := encap.Options{Batch: cfg.batch, GSO: offload, GRO: offload, ZeroCopy: ecfg.ZeroCopyReceive, Poll: poll}
+	uopts := encap.Options{Batch: cfg.batch, GSO: offload, GRO: offload, ZeroCopy: ecfg.ZeroCopyReceive, BusyPoll: cfg.busyPoll}
 	var gso, gro bool
 	for i := range cfg.workers {
 		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(port)), uopts)
