@@ -12,8 +12,7 @@ var LeverSteps = []struct{ Mode, Adds string }{
 	{"weft-classic", "baseline: one packet per syscall, one worker, no offloads"},
 	{"weft-batch", "batched syscalls (up to 64 packets each), one worker per core"},
 	{"weft-offload", "TUN TSO/USO and UDP GSO/GRO, through wireguard-go's copying offload device"},
-	{"weft-zc-send", "zero-copy segmentation on send: super-packets cut in place, payloads sent from the TUN read buffer (weft's own offload device)"},
-	{"weft", "zero-copy coalescing on receive: GRO segments written to the TUN from the socket's buffers with writev"},
+	{"weft", "zero-copy segmentation on send: super-packets cut in place, payloads sent from the TUN read buffer (weft's own offload device)"},
 }
 
 // minShareGain is the smallest overall gain of a chain for which shares are

@@ -25,8 +25,6 @@ func leverFixture() *Results {
 		mk("weft-batch", false, 1, 1, 0.9),
 		mk("weft-offload", true, 4, 3, 3.6),
 		mk("weft-offload"+UnderlayGSOOffSuffix, true, 2, 2, 1.8),
-		mk("weft-zc-send", true, 5, 3.75, 4.5),
-		mk("weft-zc-send"+UnderlayGSOOffSuffix, true, 2.5, 2.5, 2.25),
 		mk("weft", true, 6, 4.5, 4.5),
 		mk("weft"+UnderlayGSOOffSuffix, true, 3, 2.8, 2.7),
 	}
@@ -47,14 +45,13 @@ func TestLeverChains(t *testing.T) {
 		total float64
 	}{
 		// batch/classic: 2, 2.5, 1.8; offload/batch: 4, 3, 4;
-		// zc-send/offload: 1.25, 1.25, 1.25; weft/zc-send: 1.2, 1.2, 1.
-		// weft/classic: 12, 11.25, 9.
-		{0, []string{"weft-classic", "weft-batch", "weft-offload", "weft-zc-send", "weft"}, []float64{2, 4, 1.25, 1.2}, 11.25},
+		// weft/offload: 1.5, 1.5, 1.25. weft/classic: 12, 11.25, 9.
+		{0, []string{"weft-classic", "weft-batch", "weft-offload", "weft"}, []float64{2, 4, 1.5}, 11.25},
 		// The off chain goes through classic and batch, which ran once:
-		// offload off/batch: 2, 2, 2; zc-send off/offload off: 1.25, 1.25,
-		// 1.25; weft off/zc-send off: 1.2, 1.12, 1.2.
-		{1, []string{"weft-classic", "weft-batch", "weft-offload" + UnderlayGSOOffSuffix, "weft-zc-send" + UnderlayGSOOffSuffix, "weft" + UnderlayGSOOffSuffix},
-			[]float64{2, 2, 1.25, 1.2}, 6},
+		// offload off/batch: 2, 2, 2; weft off/offload off: 1.5, 1.4, 1.5.
+		// weft off/classic: 6, 7, 5.4.
+		{1, []string{"weft-classic", "weft-batch", "weft-offload" + UnderlayGSOOffSuffix, "weft" + UnderlayGSOOffSuffix},
+			[]float64{2, 2, 1.5}, 6},
 	}
 	for _, tt := range tests {
 		c := r.Levers[tt.chain]
@@ -126,7 +123,7 @@ func TestLeverChainsPartial(t *testing.T) {
 	if s.Mode != "weft-offload" || s.Adds != "levers of weft-batch + weft-offload" || s.Gain.Median != 7.5 {
 		t.Errorf("step after a missing one: %+v, gain %+v", s, s.Gain)
 	}
-	if s := r.Levers[0].Steps[2]; s.Adds != "levers of weft-zc-send + weft" {
+	if s := r.Levers[0].Steps[2]; s.Mode != "weft" || s.Adds != LeverSteps[3].Adds {
 		t.Errorf("step after that: %+v", s)
 	}
 
@@ -142,7 +139,7 @@ func TestLeverChainsPartial(t *testing.T) {
 	if err := r.WriteMarkdown(&b); err != nil {
 		t.Fatal(err)
 	}
-	if out := b.String(); !strings.Contains(out, "| weft       | levers of weft-offload + weft-zc-send + weft ") || strings.Contains(out, "all of the above") {
+	if out := b.String(); !strings.Contains(out, "| weft       | levers of weft-offload + weft ") || strings.Contains(out, "all of the above") {
 		t.Errorf("two-step table:\n%s", out)
 	}
 
@@ -212,8 +209,8 @@ func TestWriteMarkdownLevers(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
-	// Shares: log 2, log 4, log 1.25, log 1.2 of log 12.
-	for _, want := range []string{"| 28%   |", "| 56%   |", "| 9%    |", "| 7%    |"} {
+	// Shares: log 2, log 4, log 1.5 of log 12.
+	for _, want := range []string{"| 28%   |", "| 56%   |", "| 16%   |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks share %q:\n%s", want, out)
 		}
@@ -230,8 +227,6 @@ func latencyFixture() *Results {
 		"weft-batch":         {{80, 100, 70}, {200, 400, 400}},
 		"weft-offload":       {{100, 100, 70}, {100, 200, 400}},
 		"weft-offload" + off: {{40, 50, 35}, {200, 400, 400}},
-		"weft-zc-send":       {{50, 50, 35}, {100, 200, 400}},
-		"weft-zc-send" + off: {{40, 50, 35}, {200, 400, 400}},
 		"weft":               {{40, 50, 35}, {50, 100, 400}},
 		"weft" + off:         {{20, 25, 35}, {100, 200, 200}},
 	}
@@ -255,9 +250,8 @@ func TestLatencyLeverChains(t *testing.T) {
 	if len(r.LatencyLevers) != 4 {
 		t.Fatalf("%d latency chains, want 4: %+v", len(r.LatencyLevers), r.LatencyLevers)
 	}
-	on := []string{"weft-classic", "weft-batch", "weft-offload", "weft-zc-send", "weft"}
-	off := []string{"weft-classic", "weft-batch", "weft-offload" + UnderlayGSOOffSuffix,
-		"weft-zc-send" + UnderlayGSOOffSuffix, "weft" + UnderlayGSOOffSuffix}
+	on := []string{"weft-classic", "weft-batch", "weft-offload", "weft"}
+	off := []string{"weft-classic", "weft-batch", "weft-offload" + UnderlayGSOOffSuffix, "weft" + UnderlayGSOOffSuffix}
 	tests := []struct {
 		chain  int
 		metric string
@@ -269,18 +263,18 @@ func TestLatencyLeverChains(t *testing.T) {
 		min, max []float64
 		total    float64
 	}{
-		// batch: 160/80, 150/100, 140/70; offload: 0.8, 1, 1; zc-send: 2,
-		// 2, 2; weft: 1.25, 1, 1. classic/weft: 4, 3, 4.
-		{0, MRRP50, "", on, []float64{2, 1, 2, 1}, []float64{1.5, 0.8, 2, 1}, []float64{2, 1, 2, 1.25}, 4},
-		// offload off/batch: 2, 2, 2; zc-send off: 1, 1, 1; weft off: 2,
-		// 2, 1. classic/weft off: 8, 6, 4.
-		{1, MRRP50, UnderlayGSOOff, off, []float64{2, 2, 1, 2}, []float64{1.5, 2, 1, 1}, []float64{2, 2, 1, 2}, 6},
-		// batch: 2, 1, 1; offload: 2, 2, 1; zc-send: 1, 1, 1; weft: 2,
-		// 2, 1. classic/weft: 8, 4, 1.
-		{2, MRRP99, "", on, []float64{1, 2, 1, 2}, []float64{1, 1, 1, 1}, []float64{2, 2, 1, 2}, 4},
-		// offload off: 1, 1, 1; zc-send off: 1, 1, 1; weft off: 2, 2, 2.
-		// classic/weft off: 4, 2, 2.
-		{3, MRRP99, UnderlayGSOOff, off, []float64{1, 1, 1, 2}, []float64{1, 1, 1, 2}, []float64{2, 1, 1, 2}, 2},
+		// batch: 160/80, 150/100, 140/70; offload: 0.8, 1, 1; weft: 2.5,
+		// 2, 2. classic/weft: 4, 3, 4.
+		{0, MRRP50, "", on, []float64{2, 1, 2}, []float64{1.5, 0.8, 2}, []float64{2, 1, 2.5}, 4},
+		// offload off/batch: 2, 2, 2; weft off: 2, 2, 1. classic/weft
+		// off: 8, 6, 4.
+		{1, MRRP50, UnderlayGSOOff, off, []float64{2, 2, 2}, []float64{1.5, 2, 1}, []float64{2, 2, 2}, 6},
+		// batch: 2, 1, 1; offload: 2, 2, 1; weft: 2, 2, 1. classic/weft:
+		// 8, 4, 1.
+		{2, MRRP99, "", on, []float64{1, 2, 2}, []float64{1, 1, 1}, []float64{2, 2, 2}, 4},
+		// offload off: 1, 1, 1; weft off: 2, 2, 2. classic/weft off: 4, 2,
+		// 2.
+		{3, MRRP99, UnderlayGSOOff, off, []float64{1, 1, 2}, []float64{1, 1, 2}, []float64{2, 1, 2}, 2},
 	}
 	for _, tt := range tests {
 		c := r.LatencyLevers[tt.chain]
@@ -343,12 +337,12 @@ func TestLatencyLeverChainsPartial(t *testing.T) {
 		t.Errorf("latency table without RR figures:\n%s", b.String())
 	}
 
-	// p99 lost in weft-zc-send only: the chains of p50 and p99 go through
+	// p99 lost in weft-offload only: the chains of p50 and p99 go through
 	// different rows, so each gets its own table.
 	r = latencyFixture()
 	r.Settings.UnderlayGSO = UnderlayGSOOn
-	for i := range r.Mode("weft-zc-send").Rounds {
-		delete(r.Mode("weft-zc-send").Rounds[i].Values, MRRP99)
+	for i := range r.Mode("weft-offload").Rounds {
+		delete(r.Mode("weft-offload").Rounds[i].Values, MRRP99)
 	}
 	r.Summarize()
 	b.Reset()
@@ -359,7 +353,7 @@ func TestLatencyLeverChainsPartial(t *testing.T) {
 	for _, want := range []string{
 		"\nLever by lever (RR p50; each row adds",
 		"\nLever by lever (RR p99; each row adds",
-		"| weft                | levers of weft-zc-send + weft ",
+		"| weft                | levers of weft-offload + weft ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

@@ -122,10 +122,8 @@ var Modes = []Mode{
 	weftdMode("weft-batch", "batched syscalls (recvmmsg/sendmmsg), one worker per core, no offloads",
 		"--offload", "off"),
 	sendsUDPGSO(weftdMode("weft-offload", "batching plus TUN TSO/USO and UDP GSO/GRO through wireguard-go's copying offload device (the plain offload build)",
-		"--offload", "on", "--zero-copy=false")),
-	sendsUDPGSO(weftdMode("weft-zc-send", "the plain offload build with weft's own offload device, cutting super-packets in place on send (segment payloads sent as iovecs from the TUN read buffer); received segments still copied",
-		"--offload", "on", "--zero-copy=send")),
-	sendsUDPGSO(weftdMode("weft", "batching, offloads, and weft's zero-copy segmentation and coalescing")),
+		"--offload", "on", "--zero-copy=off")),
+	sendsUDPGSO(weftdMode("weft", "batching, offloads, and weft's own offload device, cutting super-packets in place on send (segment payloads sent as iovecs from the TUN read buffer); received segments copied once, into the engine's buffers")),
 	flannelMode,
 }
 

@@ -38,15 +38,16 @@ func TestLookupModes(t *testing.T) {
 		wantErr     string
 	}{
 		{"default, no weftd", nil, Env{Weftd: "/nonexistent/weftd"},
-			[]string{"underlay", "host-gw", "vxlan"}, 6, ""},
+			[]string{"underlay", "host-gw", "vxlan"}, 5, ""},
 		{"default with weftd", nil, Env{Weftd: weftd},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft-zc-send", "weft"}, 1, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft"}, 1, ""},
 		{"default with flanneld", nil, Env{Weftd: weftd, Flanneld: weftd, EtcdCommand: []string{"weft"}},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft-zc-send", "weft", "flannel"}, 0, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "flannel"}, 0, ""},
 		{"named, in table order", []string{"weft", "underlay"}, Env{Weftd: weftd},
 			[]string{"underlay", "weft"}, 0, ""},
 		{"levers, in lever order", []string{"weft", "weft-offload", "vxlan", "weft-batch", "weft-classic"}, Env{Weftd: weftd},
 			[]string{"vxlan", "weft-classic", "weft-batch", "weft-offload", "weft"}, 0, ""},
+		{"zc-send is gone", []string{"weft-zc-send"}, Env{Weftd: weftd}, nil, 0, `unknown mode "weft-zc-send"`},
 		{"named weft-offload without weftd", []string{"weft-offload"}, Env{Weftd: "/nonexistent/weftd"},
 			nil, 0, "mode weft-offload: "},
 		{"named weft without weftd", []string{"underlay", "weft"}, Env{Weftd: "/nonexistent/weftd"},
@@ -82,7 +83,8 @@ func TestLookupModes(t *testing.T) {
 
 // TestWeftdModes checks each weftd mode's flags: weft runs with weftd's
 // defaults, every other weftd mode sets what its lever needs and says so in
-// its About, and only the modes with offloads send UDP GSO.
+// its About, and only the modes with offloads send UDP GSO. Every weftd mode
+// is listed.
 func TestWeftdModes(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -91,8 +93,17 @@ func TestWeftdModes(t *testing.T) {
 	}{
 		{"weft-classic", "--batch 1 --offload off --workers 1", false},
 		{"weft-batch", "--offload off", false},
-		{"weft-offload", "--offload on --zero-copy=false", true},
+		{"weft-offload", "--offload on --zero-copy=off", true},
 		{"weft", "", true},
+	}
+	var weftdModes []string
+	for _, m := range Modes {
+		if strings.HasPrefix(m.About, "weftd ") {
+			weftdModes = append(weftdModes, m.Name)
+		}
+	}
+	if len(weftdModes) != len(tests) {
+		t.Errorf("weftd modes %v, tested %d", weftdModes, len(tests))
 	}
 	for _, tt := range tests {
 		modes, _, err := LookupModes([]string{tt.name}, &Env{Weftd: fakeWeftd(t, "network", "peer")})
@@ -127,12 +138,26 @@ func TestWeftdModes(t *testing.T) {
 	}
 }
 
+// TestLeverModes checks that the lever table names modes that exist, in
+// the order of Modes.
+func TestLeverModes(t *testing.T) {
+	names := ModeNames()
+	last := -1
+	for _, st := range LeverSteps {
+		i := slices.Index(names, st.Mode)
+		if i <= last {
+			t.Errorf("lever step %s at %d in Modes, after %d", st.Mode, i, last)
+		}
+		last = i
+	}
+}
+
 func TestKnowsFlags(t *testing.T) {
 	known := map[string]bool{"offload": true, "batch": true}
 	if err := knowsFlags(known, []string{"--offload", "off", "--batch=1"}); err != nil {
 		t.Error(err)
 	}
-	err := knowsFlags(known, []string{"--offload", "on", "--zero-copy=false"})
+	err := knowsFlags(known, []string{"--offload", "on", "--zero-copy=off"})
 	if err == nil || !strings.Contains(err.Error(), "--zero-copy") {
 		t.Errorf("unknown --zero-copy: %v", err)
 	}
