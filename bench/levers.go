@@ -15,6 +15,17 @@ var LeverSteps = []struct{ Mode, Adds string }{
 	{"weft", "zero-copy segmentation on send: super-packets cut in place, payloads sent from the TUN read buffer (weft's own offload device)"},
 }
 
+// OptionalLevers are levers outside LeverSteps, which weftd does not turn
+// on by default: each mode adds one to its base mode and is measured
+// against the base in the same rounds (OptionalLever), not in the chain.
+var OptionalLevers = []struct{ Mode, Base, Adds string }{
+	{"weft-busy-poll", "weft", "busy polling: each loop keeps polling for 50 µs after traffic instead of sleeping at once"},
+}
+
+// OptionalLeverMetrics are the figures whose gains the optional levers
+// table gives.
+var OptionalLeverMetrics = []string{MTCP1, MRRP50, MRRP99}
+
 // minShareGain is the smallest overall gain of a chain for which shares are
 // given: a share is a step's log gain over the log of the whole, and near a
 // whole of 1x that divides by nearly zero.
@@ -177,4 +188,55 @@ func (c *LeverChain) setShares() {
 		share := math.Log(s.Gain.Median) / sum
 		s.Share = &share
 	}
+}
+
+// OptionalLever is one row of the optional levers table: a mode of
+// OptionalLevers against its base mode.
+type OptionalLever struct {
+	Mode string `json:"mode"` // the row's name, as in Results.Modes
+	Base string `json:"base"` // the base mode's row
+	Adds string `json:"adds"`
+	// Gains are keyed by Metric.Key: the mode's figure over the base's
+	// (the other way round when lower is better), so that above 1 is
+	// better, as the median (min, max) of per-round ratios. A figure
+	// either row lacks is absent.
+	Gains map[string]Stat `json:"gains"`
+}
+
+// optionalLevers builds the rows of the optional levers present with their
+// base: for each, one with the run's underlay setting, and, when the run
+// has rows with UnderlayGSOOffSuffix, one through those. A base that sends
+// no UDP GSO ran once and serves both.
+func (r *Results) optionalLevers() []OptionalLever {
+	n := r.Settings.Rounds
+	var out []OptionalLever
+	for _, ol := range OptionalLevers {
+		for _, suffix := range []string{"", UnderlayGSOOffSuffix} {
+			m := r.Mode(ol.Mode + suffix)
+			if m == nil {
+				continue
+			}
+			base := r.Mode(ol.Base + suffix)
+			if base == nil && suffix != "" {
+				if b := r.Mode(ol.Base); b != nil && !b.SendsUDPGSO {
+					base = b
+				}
+			}
+			if base == nil {
+				continue
+			}
+			row := OptionalLever{Mode: m.Name, Base: base.Name, Adds: ol.Adds, Gains: map[string]Stat{}}
+			for _, key := range OptionalLeverMetrics {
+				a, b := m, base
+				if !r.metric(key).HigherIsBetter {
+					a, b = b, a
+				}
+				if g, ok := Summarize(RoundRatios(a.series(key, n), b.series(key, n))); ok {
+					row.Gains[key] = g
+				}
+			}
+			out = append(out, row)
+		}
+	}
+	return out
 }

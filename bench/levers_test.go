@@ -3,13 +3,14 @@ package bench
 import (
 	"bytes"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
 
 // leverFixture is a run with --underlay-gso both over three rounds: the
-// modes of LeverSteps, the offload ones twice, and vxlan as a reference.
-// Only TCP 1 stream matters here.
+// modes of LeverSteps and OptionalLevers, the offload ones twice, and vxlan
+// as a reference. Only TCP 1 stream matters here.
 func leverFixture() *Results {
 	r := &Results{Settings: Settings{Rounds: 3, UnderlayGSO: UnderlayGSOBoth}, Metrics: Metrics}
 	mk := func(name string, gso bool, tcp1 ...float64) ModeResult {
@@ -27,6 +28,8 @@ func leverFixture() *Results {
 		mk("weft-offload"+UnderlayGSOOffSuffix, true, 2, 2, 1.8),
 		mk("weft", true, 6, 4.5, 4.5),
 		mk("weft"+UnderlayGSOOffSuffix, true, 3, 2.8, 2.7),
+		mk("weft-busy-poll", true, 6.6, 4.5, 3.6),
+		mk("weft-busy-poll"+UnderlayGSOOffSuffix, true, 3.3, 2.8, 2.7),
 	}
 	r.Summarize()
 	return r
@@ -222,13 +225,15 @@ func latencyFixture() *Results {
 	r := leverFixture()
 	off := UnderlayGSOOffSuffix
 	rr := map[string][2][]float64{ // mode: p50 and p99 by round
-		"vxlan":              {{20, 20, 20}, {60, 60, 60}},
-		"weft-classic":       {{160, 150, 140}, {400, 400, 400}},
-		"weft-batch":         {{80, 100, 70}, {200, 400, 400}},
-		"weft-offload":       {{100, 100, 70}, {100, 200, 400}},
-		"weft-offload" + off: {{40, 50, 35}, {200, 400, 400}},
-		"weft":               {{40, 50, 35}, {50, 100, 400}},
-		"weft" + off:         {{20, 25, 35}, {100, 200, 200}},
+		"vxlan":                {{20, 20, 20}, {60, 60, 60}},
+		"weft-classic":         {{160, 150, 140}, {400, 400, 400}},
+		"weft-batch":           {{80, 100, 70}, {200, 400, 400}},
+		"weft-offload":         {{100, 100, 70}, {100, 200, 400}},
+		"weft-offload" + off:   {{40, 50, 35}, {200, 400, 400}},
+		"weft":                 {{40, 50, 35}, {50, 100, 400}},
+		"weft" + off:           {{20, 25, 35}, {100, 200, 200}},
+		"weft-busy-poll":       {{30, 50, 35}, {50, 50, 200}},
+		"weft-busy-poll" + off: {{20, 25, 35}, {50, 100, 200}},
 	}
 	for i := range r.Modes {
 		m := &r.Modes[i]
@@ -400,5 +405,114 @@ func TestWriteMarkdownLatencyLevers(t *testing.T) {
 		case strings.HasPrefix(line, "|") && strings.Count(line, "|") != cells:
 			t.Errorf("ragged row: %q", line)
 		}
+	}
+}
+
+func TestOptionalLevers(t *testing.T) {
+	bp, off := "weft-busy-poll", UnderlayGSOOffSuffix
+	type row struct {
+		mode, base string
+		// per key, the median, min and max of the per-round gains; absent
+		// keys are figures the row lacks
+		gains map[string][3]float64
+	}
+	tests := []struct {
+		name   string
+		levers []struct{ Mode, Base, Adds string } // nil: OptionalLevers
+		r      func() *Results
+		want   []row
+	}{
+		{"both settings", nil, latencyFixture, []row{
+			// TCP 6.6/6, 4.5/4.5, 3.6/4.5; RR p50 40/30, 50/50, 35/35;
+			// p99 50/50, 100/50, 400/200.
+			{bp, "weft", map[string][3]float64{MTCP1: {1, 0.8, 1.1}, MRRP50: {1, 1, 4.0 / 3}, MRRP99: {2, 1, 2}}},
+			// TCP 3.3/3, 1, 1; p50 1, 1, 1; p99 100/50, 200/100, 1.
+			{bp + off, "weft" + off, map[string][3]float64{MTCP1: {1, 1, 1.1}, MRRP50: {1, 1, 1}, MRRP99: {2, 1, 2}}},
+		}},
+		{"TCP only", nil, leverFixture, []row{
+			{bp, "weft", map[string][3]float64{MTCP1: {1, 0.8, 1.1}}},
+			{bp + off, "weft" + off, map[string][3]float64{MTCP1: {1, 1, 1.1}}},
+		}},
+		{"no base", nil, func() *Results {
+			r := latencyFixture()
+			r.Modes = slices.DeleteFunc(r.Modes, func(m ModeResult) bool { return strings.HasPrefix(m.Name, "weft ") || m.Name == "weft" })
+			r.Summarize()
+			return r
+		}, nil},
+		{"no lever", nil, func() *Results {
+			r := latencyFixture()
+			r.Modes = slices.DeleteFunc(r.Modes, func(m ModeResult) bool { return strings.HasPrefix(m.Name, bp) })
+			r.Summarize()
+			return r
+		}, nil},
+		// A base that sends no UDP GSO ran once and serves both rows:
+		// TCP 4/1, 3/1, 3.6/0.9 and 2/1, 2/1, 1.8/0.9.
+		{"base without UDP GSO", []struct{ Mode, Base, Adds string }{{"weft-offload", "weft-batch", "offloads"}}, leverFixture, []row{
+			{"weft-offload", "weft-batch", map[string][3]float64{MTCP1: {4, 3, 4}}},
+			{"weft-offload" + off, "weft-batch", map[string][3]float64{MTCP1: {2, 2, 2}}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.levers != nil {
+				saved := OptionalLevers
+				OptionalLevers = tt.levers
+				defer func() { OptionalLevers = saved }()
+			}
+			r := tt.r()
+			r.Summarize()
+			if len(r.OptionalLevers) != len(tt.want) {
+				t.Fatalf("rows %+v, want %d", r.OptionalLevers, len(tt.want))
+			}
+			for i, w := range tt.want {
+				got := r.OptionalLevers[i]
+				if got.Mode != w.mode || got.Base != w.base || got.Adds == "" {
+					t.Errorf("row %d: %s over %s adding %q, want %s over %s", i, got.Mode, got.Base, got.Adds, w.mode, w.base)
+				}
+				if len(got.Gains) != len(w.gains) {
+					t.Errorf("row %d: gains %+v, want %v", i, got.Gains, w.gains)
+				}
+				for key, g := range w.gains {
+					if want := (Stat{g[0], g[1], g[2], 3}); !statNear(got.Gains[key], want) {
+						t.Errorf("row %d: %s gain %+v, want %+v", i, key, got.Gains[key], want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestWriteMarkdownOptionalLevers(t *testing.T) {
+	r := latencyFixture()
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	at := strings.Index(out, "\nOptional levers (")
+	if at < strings.Index(out, "\nLever by lever, underlay UDP segmentation off (RR p50") {
+		t.Fatalf("optional levers at %d, not after the lever tables:\n%s", at, out)
+	}
+	for _, want := range []string{
+		"| mode                              | base                    | adds ",
+		" | TCP 1 stream gain  | RR p50 gain       | RR p99 gain       |\n",
+		"| weft-busy-poll                    | weft                    | " + OptionalLevers[0].Adds,
+		" | 1.00× (0.800–1.10) | 1.00× (1.00–1.33) | 2.00× (1.00–2.00) |\n",
+		"| weft-busy-poll (underlay-gso off) | weft (underlay-gso off) | ",
+	} {
+		if !strings.Contains(out[at:], want) {
+			t.Errorf("optional levers lack %q:\n%s", want, out[at:])
+		}
+	}
+
+	// Without the lever's rows, no table.
+	r.Modes = slices.DeleteFunc(r.Modes, func(m ModeResult) bool { return strings.HasPrefix(m.Name, "weft-busy-poll") })
+	r.Summarize()
+	b.Reset()
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "Optional levers") {
+		t.Errorf("optional levers table without their rows:\n%s", b.String())
 	}
 }

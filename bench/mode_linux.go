@@ -108,7 +108,8 @@ func (dp *Dataplane) Close(ctx context.Context) error {
 // Modes lists every mode in the order they run in a round: the kernel
 // references first, so that a broken weftd still leaves a useful table, then
 // the weftd modes lever by lever (LeverSteps), each adding one lever to the
-// one before.
+// one before, then the optional levers (OptionalLevers), each adding one to
+// its base mode.
 //
 // A variant is one more entry: weftdMode("weft-batch128", "...", "--batch",
 // "128") for another flag set. The underlay's UDP segmentation is not a mode
@@ -124,6 +125,8 @@ var Modes = []Mode{
 	sendsUDPGSO(weftdMode("weft-offload", "batching plus TUN TSO/USO and UDP GSO/GRO through wireguard-go's copying offload device (the plain offload build)",
 		"--offload", "on", "--zero-copy=off")),
 	sendsUDPGSO(weftdMode("weft", "batching, offloads, and weft's own offload device, cutting super-packets in place on send (segment payloads sent as iovecs from the TUN read buffer); received segments copied once, into the engine's buffers")),
+	sendsUDPGSO(weftdMode("weft-busy-poll", "weft's defaults, each forwarding loop polling its TUN queue or socket for 50 µs after traffic, yielding the CPU between polls, instead of sleeping at once",
+		"--busy-poll", "50us")),
 	flannelMode,
 }
 

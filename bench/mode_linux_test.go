@@ -38,15 +38,15 @@ func TestLookupModes(t *testing.T) {
 		wantErr     string
 	}{
 		{"default, no weftd", nil, Env{Weftd: "/nonexistent/weftd"},
-			[]string{"underlay", "host-gw", "vxlan"}, 5, ""},
+			[]string{"underlay", "host-gw", "vxlan"}, 6, ""},
 		{"default with weftd", nil, Env{Weftd: weftd},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft"}, 1, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "weft-busy-poll"}, 1, ""},
 		{"default with flanneld", nil, Env{Weftd: weftd, Flanneld: weftd, EtcdCommand: []string{"weft"}},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "flannel"}, 0, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "weft-busy-poll", "flannel"}, 0, ""},
 		{"named, in table order", []string{"weft", "underlay"}, Env{Weftd: weftd},
 			[]string{"underlay", "weft"}, 0, ""},
-		{"levers, in lever order", []string{"weft", "weft-offload", "vxlan", "weft-batch", "weft-classic"}, Env{Weftd: weftd},
-			[]string{"vxlan", "weft-classic", "weft-batch", "weft-offload", "weft"}, 0, ""},
+		{"levers, in lever order", []string{"weft-busy-poll", "weft", "weft-offload", "vxlan", "weft-batch", "weft-classic"}, Env{Weftd: weftd},
+			[]string{"vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "weft-busy-poll"}, 0, ""},
 		{"zc-send is gone", []string{"weft-zc-send"}, Env{Weftd: weftd}, nil, 0, `unknown mode "weft-zc-send"`},
 		{"named weft-offload without weftd", []string{"weft-offload"}, Env{Weftd: "/nonexistent/weftd"},
 			nil, 0, "mode weft-offload: "},
@@ -95,6 +95,7 @@ func TestWeftdModes(t *testing.T) {
 		{"weft-batch", "--offload off", false},
 		{"weft-offload", "--offload on --zero-copy=off", true},
 		{"weft", "", true},
+		{"weft-busy-poll", "--busy-poll 50us", true},
 	}
 	var weftdModes []string
 	for _, m := range Modes {
@@ -130,7 +131,7 @@ func TestWeftdModes(t *testing.T) {
 	topo := planned(t, 2)
 	all := map[string]bool{"network": true, "peer": true, "control-socket": true, "subnet-file": true}
 	for _, a := range weftdArgs(&Env{Topo: topo, Dir: "/tmp/run"}, topo.Hosts[0], all) {
-		for _, f := range []string{"--workers", "--batch", "--offload", "--zero-copy"} {
+		for _, f := range []string{"--workers", "--batch", "--offload", "--zero-copy", "--busy-poll"} {
 			if strings.HasPrefix(a, f) {
 				t.Errorf("static-mode command line sets %s", a)
 			}
@@ -138,8 +139,9 @@ func TestWeftdModes(t *testing.T) {
 	}
 }
 
-// TestLeverModes checks that the lever table names modes that exist, in
-// the order of Modes.
+// TestLeverModes checks that the lever tables name modes that exist: the
+// chain's in the order of Modes, each optional lever after its base and
+// outside the chain.
 func TestLeverModes(t *testing.T) {
 	names := ModeNames()
 	last := -1
@@ -149,6 +151,17 @@ func TestLeverModes(t *testing.T) {
 			t.Errorf("lever step %s at %d in Modes, after %d", st.Mode, i, last)
 		}
 		last = i
+	}
+	for _, ol := range OptionalLevers {
+		i, base := slices.Index(names, ol.Mode), slices.Index(names, ol.Base)
+		if base < 0 || i <= base {
+			t.Errorf("optional lever %s at %d in Modes, its base %s at %d", ol.Mode, i, ol.Base, base)
+		}
+		for _, st := range LeverSteps {
+			if st.Mode == ol.Mode {
+				t.Errorf("optional lever %s is a lever step", ol.Mode)
+			}
+		}
 	}
 }
 

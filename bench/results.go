@@ -70,6 +70,9 @@ type Results struct {
 	// LatencyLevers are the same of each of LatencyLeverMetrics, lower
 	// being better: the chains of RR p50, then those of RR p99.
 	LatencyLevers []LeverChain `json:"latency_levers,omitempty"`
+	// OptionalLevers are the gains of the modes of OptionalLevers over
+	// their base modes, with each underlay setting the run had.
+	OptionalLevers []OptionalLever `json:"optional_levers,omitempty"`
 }
 
 // Machine names where the numbers come from.
@@ -178,6 +181,7 @@ func (r *Results) Summarize() {
 	for _, key := range LatencyLeverMetrics {
 		r.LatencyLevers = append(r.LatencyLevers, r.leverChains(key, true)...)
 	}
+	r.OptionalLevers = r.optionalLevers()
 }
 
 // WriteJSON writes the results, indented, to path.

@@ -11,8 +11,8 @@ import (
 
 // WriteMarkdown renders the results as Markdown: the medians with their
 // spread and what each mode is, then each mode's ratio to underlay and to
-// vxlan, the lever-by-lever tables (TCP 1 stream, then latency), then any
-// failures.
+// vxlan, the lever-by-lever tables (TCP 1 stream, then latency), the
+// optional levers, then any failures.
 func (r *Results) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Median of %d round(s) (min–max), %gs per workload; modes interleaved round by round.",
@@ -73,6 +73,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 		writeTable(&b, header, rows)
 	}
 	r.writeLeverTables(&b)
+	r.writeOptionalLevers(&b)
 	if errs := r.Errors(); len(errs) > 0 {
 		b.WriteString("\nFailures:\n\n")
 		for _, e := range errs {
@@ -271,6 +272,33 @@ func (r *Results) writeLeverTable(b *strings.Builder, cs []LeverChain) {
 				}
 				row = append(row, shareCell(share))
 			}
+		}
+		rows = append(rows, row)
+	}
+	writeTable(b, header, rows)
+}
+
+// writeOptionalLevers writes the gains of the optional levers over their
+// base modes, one row per lever and underlay setting.
+func (r *Results) writeOptionalLevers(b *strings.Builder) {
+	if len(r.OptionalLevers) == 0 {
+		return
+	}
+	b.WriteString("\nOptional levers (each row's mode adds its lever to its base mode, outside the chain above; " +
+		"gain: median (min–max) of per-round ratios of the mode's figure to its base's, of the base's to the mode's where lower is better, so that above 1 is better):\n\n")
+	header := []string{"mode", "base", "adds"}
+	for _, key := range OptionalLeverMetrics {
+		header = append(header, r.metric(key).Title+" gain")
+	}
+	rows := [][]string{}
+	for _, ol := range r.OptionalLevers {
+		row := []string{ol.Mode, ol.Base, ol.Adds}
+		for _, key := range OptionalLeverMetrics {
+			var g *Stat
+			if s, ok := ol.Gains[key]; ok {
+				g = &s
+			}
+			row = append(row, gainCell(g))
 		}
 		rows = append(rows, row)
 	}

@@ -22,11 +22,11 @@ func init() {
 
 // Run lengths. A mode takes its four workloads plus 2-3 s (setup, iperf3
 // connections, teardown) per round on 2 cores. Quick is a first look: 2
-// rounds of 2 s, about 2 minutes for the 7 modes. The full run's longer
-// workloads steady TCP past slow start and keep it under 15 minutes: 7 modes
-// x 3 rounds x (4 x 8 s + 3 s) is 12 minutes; --underlay-gso both adds a row
-// for each of the 2 modes that send UDP GSO, so its workloads are 6 s
-// (9 x 3 x 27 s, also 12 minutes, 14 with flannel).
+// rounds of 2 s, about 3 minutes for the 8 modes. The full run's longer
+// workloads steady TCP past slow start and keep it within 15 minutes: 8 modes
+// x 3 rounds x (4 x 8 s + 3 s) is 14 minutes; --underlay-gso both adds a row
+// for each of the 3 modes that send UDP GSO, so its workloads are 6 s
+// (11 x 3 x 27 s, 15 minutes, 16 with flannel).
 const (
 	fullRounds       = 3
 	fullWorkload     = 8 * time.Second
@@ -56,7 +56,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.StringVar(&f.modes, "modes", "", "comma-separated `LIST` of modes (default: every mode that can run here): "+strings.Join(bench.ModeNames(), ", "))
 	fs.IntVar(&f.rounds, "rounds", 0, "`N` rounds, modes interleaved within each (default 3, --quick 2)")
 	fs.DurationVar(&f.workload, "workload", 0, "length of each workload (default 8s; 6s with --underlay-gso both; --quick 2s)")
-	fs.BoolVar(&f.quick, "quick", false, "short run (under 2 minutes) for a first look; numbers are rougher")
+	fs.BoolVar(&f.quick, "quick", false, "short run (about 3 minutes) for a first look; numbers are rougher")
 	fs.StringVar(&f.out, "out", "bench-out", "`DIR` for results.json and the throughput and latency plots (svg, png)")
 	fs.StringVar(&f.prefix, "prefix", fmt.Sprintf("wb%d", os.Getpid()), "network namespace name `PREFIX`, unique per run")
 	fs.StringVar(&f.weftd, "weftd", defaultWeftd(), "`PATH` of the weftd binary")
@@ -70,7 +70,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 			"64-byte UDP packet rate, request/response latency and CPU per GB for each mode,\n"+
 			"round by round, and removes everything it made. Needs root and iperf3.\n\nModes:\n")
 		for _, m := range bench.Modes {
-			fmt.Fprintf(os.Stderr, "  %-13s %s\n", m.Name, m.About)
+			fmt.Fprintf(os.Stderr, "  %-14s %s\n", m.Name, m.About)
 		}
 		fmt.Fprintf(os.Stderr, "\nOptions:\n")
 		fs.PrintDefaults()
