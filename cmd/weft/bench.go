@@ -32,7 +32,7 @@ const (
 	fullWorkload     = 8 * time.Second
 	fullWorkloadBoth = 6 * time.Second
 	quickRounds      = 2
-	quickWorload     = 2 * time.Second
+	quickWorkload    = 2 * time.Second
 )
 
 // benchFlags are the options of `weft bench`.
@@ -95,7 +95,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	if f.workload == 0 {
 		switch {
 		case f.quick:
-			f.workload = quickWorload
+			f.workload = quickWorkload
 		case f.underlayGSO == bench.UnderlayGSOBoth:
 			f.workload = fullWorkloadBoth
 		default:
