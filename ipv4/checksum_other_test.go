@@ -1,3 +1,5 @@
+//go:build !amd64 || purego
+
 package ipv4
 
 // eachLoop calls f once: sumLE has one loop here.
