@@ -11,10 +11,26 @@ import (
 // from that, is summing b, for an even n (an odd one would cut a word).
 //
 // The words of b are summed in little-endian order, the order the loads of
-// amd64 and arm64 give without swapping bytes, in two independent carry
-// chains; then the folded sum is swapped back (RFC 1071: a one's-complement
-// sum of byte-swapped words is the byte-swapped sum).
+// amd64 and arm64 give without swapping bytes (sumLE: assembly on those two,
+// sumLEGeneric elsewhere); then the folded sum is swapped back (RFC 1071: a
+// one's-complement sum of byte-swapped words is the byte-swapped sum).
 func Sum(b []byte, acc uint64) uint64 {
+	return addSwapped(acc, sumLE(b))
+}
+
+// addSwapped adds s, an unfolded sum of little-endian words, to acc, a sum
+// of big-endian ones.
+func addSwapped(acc, s uint64) uint64 {
+	acc, c := bits.Add64(acc, uint64(bits.ReverseBytes16(Fold(s))), 0)
+	return acc + c
+}
+
+// sumLEGeneric is sumLE in Go: the unfolded one's-complement sum of b in
+// little-endian words, an odd last byte the low half of one, in two
+// independent carry chains. It is 0 only when every byte of b is, as the
+// sum of any implementation must be for Sum's results to be the same bits:
+// Fold of a sum depends only on its value mod 0xffff and on whether it is 0.
+func sumLEGeneric(b []byte) uint64 {
 	var a0, a1, c0, c1 uint64
 	for len(b) >= 64 {
 		a0, c0 = bits.Add64(a0, binary.LittleEndian.Uint64(b[0:8]), c0)
@@ -51,8 +67,7 @@ func Sum(b []byte, acc uint64) uint64 {
 		a0, c = bits.Add64(a0, uint64(b[0]), 0)
 		a0 += c
 	}
-	acc, c = bits.Add64(acc, uint64(bits.ReverseBytes16(Fold(a0))), 0)
-	return acc + c
+	return a0
 }
 
 // Fold reduces an unfolded sum to 16 bits.
