@@ -118,8 +118,18 @@ func (r *Results) plotBars(dir, base string, c barChart) ([]string, error) {
 
 	// The groups' bars side by side, 0.4 of a mode's slot apart.
 	const step = 0.4
+	// The axis reaches a little past twice the tallest median, not the
+	// tallest spread: one round's outlier (a p99 of milliseconds) would
+	// flatten every bar. A spread cut at the top is labelled with its max.
+	maxMedian := 0.0
+	for _, s := range c.series {
+		for _, m := range r.Modes {
+			maxMedian = max(maxMedian, m.Summary[s.key].Median)
+		}
+	}
+	limit := max(1, 2*maxMedian)
 	top := 1.0
-	missing := plotter.XYLabels{}
+	missing, cut := plotter.XYLabels{}, plotter.XYLabels{}
 	for k, s := range c.series {
 		sb := seriesBars{shift: (float64(k) - float64(len(c.series)-1)/2) * step}
 		errs := spreads{}
@@ -135,7 +145,13 @@ func (r *Results) plotBars(dir, base string, c barChart) ([]string, error) {
 				continue
 			}
 			errs.idx = append(errs.idx, i)
-			top = max(top, st.Max)
+			if st.Max > limit {
+				x, _ := sb.XY(i)
+				cut.XYs = append(cut.XYs, plotter.XY{X: x, Y: limit})
+				cut.Labels = append(cut.Labels, "max "+FormatNumber(st.Max))
+				sb.high[i] = limit
+			}
+			top = max(top, sb.high[i])
 		}
 		errs.s = sb
 		bars, err := plotter.NewBarChart(sb, slot*0.34)
@@ -156,8 +172,11 @@ func (r *Results) plotBars(dir, base string, c barChart) ([]string, error) {
 		}
 		p.Legend.Add(s.label, bars)
 	}
-	if len(missing.Labels) > 0 {
-		labels, err := plotter.NewLabels(missing)
+	for _, l := range []plotter.XYLabels{missing, cut} {
+		if len(l.Labels) == 0 {
+			continue
+		}
+		labels, err := plotter.NewLabels(l)
 		if err != nil {
 			return nil, fmt.Errorf("plot: %w", err)
 		}

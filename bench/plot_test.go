@@ -31,6 +31,14 @@ func TestPlots(t *testing.T) {
 		r.Summarize()
 		return r
 	}
+	// outlier is fixture with one round of weft's p99 a hundred times
+	// the others: its spread is cut at the axis and labelled.
+	outlier := func() *Results {
+		r := fixture()
+		r.Mode("weft").Rounds[0].Values[MRRP99] *= 100
+		r.Summarize()
+		return r
+	}
 	plots := []struct {
 		name string
 		plot func(r *Results, dir, base string) ([]string, error)
@@ -43,14 +51,15 @@ func TestPlots(t *testing.T) {
 		name string
 		res  *Results
 		// na is how many bars of each plot have no figure and are marked
-		// so.
-		na map[string]int
+		// so; cut, how many spreads are cut at the top of the axis.
+		na, cut map[string]int
 	}{
-		{"complete", fixture(), nil}, // weft lost TCP 4 streams in one round only: no mark
-		{"missing", missing(), map[string]int{"throughput": 1, "latency": 2}},
+		{"complete", fixture(), nil, nil}, // weft lost TCP 4 streams in one round only: no mark
+		{"missing", missing(), map[string]int{"throughput": 1, "latency": 2}, nil},
+		{"outlier", outlier(), nil, map[string]int{"latency": 1}},
 		// Rows of both underlay settings, with only TCP 1 stream measured:
 		// the long names go on two lines, and every other bar is missing.
-		{"gso", gso, map[string]int{"throughput": len(gso.Modes), "latency": 2 * len(gso.Modes)}},
+		{"gso", gso, map[string]int{"throughput": len(gso.Modes), "latency": 2 * len(gso.Modes)}, nil},
 	}
 	magic := map[string]string{".svg": "<?xml", ".png": "\x89PNG"}
 	for _, tt := range tests {
@@ -76,6 +85,9 @@ func TestPlots(t *testing.T) {
 				if filepath.Ext(f) == ".svg" {
 					if n := strings.Count(string(data), ">n/a<"); n != tt.na[p.name] {
 						t.Errorf("%s: %d bars marked n/a, want %d", f, n, tt.na[p.name])
+					}
+					if n := strings.Count(string(data), ">max "); n != tt.cut[p.name] {
+						t.Errorf("%s: %d spreads cut, want %d", f, n, tt.cut[p.name])
 					}
 				}
 			}
