@@ -4,6 +4,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weft-dev/weft/tun"
 )
@@ -145,6 +146,14 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("batch %d", c.batch)
 			}
 		}},
+		{name: "busy poll", args: append(base, "--busy-poll", "50us"), check: func(t *testing.T, c *config) {
+			if c.busyPoll != 50*time.Microsecond {
+				t.Errorf("busy poll %v", c.busyPoll)
+			}
+		}},
+		{name: "busy poll negative", args: append(base, "--busy-poll", "-1us"), wantErr: "--busy-poll -1µs"},
+		{name: "busy poll too long", args: append(base, "--busy-poll", "1s"), wantErr: "--busy-poll 1s: out of range 0-10ms"},
+		{name: "busy poll not a duration", args: append(base, "--busy-poll", "50"), wantErr: "busy-poll"},
 		{name: "offload bad", args: append(base, "--offload", "maybe"), wantErr: `--offload "maybe"`},
 		{name: "tun name too long", args: append(base, "--tun-name", "abcdefghijklmnop"), wantErr: "--tun-name"},
 		{name: "log level", args: append(base, "--log-level", "loud"), wantErr: `--log-level "loud"`},
