@@ -396,16 +396,7 @@ func TestWriteMarkdownLatencyLevers(t *testing.T) {
 			t.Errorf("latency tables lack %q:\n%s", want, out[lat:])
 		}
 	}
-	// Every row of a table has as many cells as its header.
-	cells := 0
-	for _, line := range strings.Split(out, "\n") {
-		switch {
-		case strings.HasPrefix(line, "| mode"):
-			cells = strings.Count(line, "|")
-		case strings.HasPrefix(line, "|") && strings.Count(line, "|") != cells:
-			t.Errorf("ragged row: %q", line)
-		}
-	}
+	checkRowsEven(t, out)
 }
 
 func TestOptionalLevers(t *testing.T) {
