@@ -254,10 +254,15 @@ func TestClusterThreeHosts(t *testing.T) {
 			t.Fatalf("the second weftd exited: %v", daemons[1].err)
 		default:
 		}
-		log, _ := os.ReadFile(daemons[1].log)
-		if !strings.Contains(string(log), "subnet key had vanished from etcd; re-created it") {
-			t.Errorf("the second weftd did not log putting its key back:\n%s", tail(string(log), 20))
-		}
+		// weftd logs after its put returns, which can be after the watch
+		// above saw the put: wait for the line.
+		eventually(t, 10*time.Second, "the second weftd logs putting its key back", func() error {
+			log, _ := os.ReadFile(daemons[1].log)
+			if !strings.Contains(string(log), "subnet key had vanished from etcd; re-created it") {
+				return fmt.Errorf("not in its log:\n%s", tail(string(log), 20))
+			}
+			return nil
+		})
 	})
 }
 
