@@ -74,16 +74,11 @@ cross:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./...
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./ipv4/
 
-# fuzz runs every fuzz target for FUZZTIME each. An input that fails is
-# written to the package's testdata/fuzz/<target>/ by go test: commit it with
-# the fix, and every later go test runs it as a regression seed.
+# fuzz runs every fuzz target for FUZZTIME each (test/fuzz.sh says how a
+# failing input is kept, and why a run that only hit Go's fuzzing deadline
+# race is tried once more).
 fuzz:
-	@set -e; for dir in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go') | xargs -n1 dirname | sort -u); do \
-		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //'); do \
-			echo "fuzz $$dir $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$dir; \
-		done; \
-	done
+	GO=$(GO) test/fuzz.sh $(FUZZTIME)
 
 # soak runs weftd for SOAK_DURATION under mixed traffic in network
 # namespaces (as root) and checks that its memory and goroutines stay flat
