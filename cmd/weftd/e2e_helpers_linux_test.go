@@ -98,6 +98,13 @@ type daemon struct {
 // stopped (SIGTERM, then SIGKILL) when the test ends.
 func startWeftd(t *testing.T, topo *netlab.Topology, ns string, metricsPort int, args ...string) *daemon {
 	t.Helper()
+	return startWeftdEnv(t, topo, ns, metricsPort, nil, args...)
+}
+
+// startWeftdEnv is startWeftd with the environment environ (nil: the
+// test's own).
+func startWeftdEnv(t *testing.T, topo *netlab.Topology, ns string, metricsPort int, environ []string, args ...string) *daemon {
+	t.Helper()
 	bin := buildWeftd(t)
 	d := &daemon{t: t, ns: ns, metrics: "127.0.0.1:" + strconv.Itoa(metricsPort), done: make(chan struct{})}
 	d.log = filepath.Join(t.TempDir(), ns+".log")
@@ -112,7 +119,7 @@ func startWeftd(t *testing.T, topo *netlab.Topology, ns string, metricsPort int,
 		args = append(args, "--control-socket", filepath.Join(t.TempDir(), "weftd.sock"))
 	}
 	d.cmd = topo.Command(context.Background(), ns, append([]string{bin}, args...)...)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.Stdout, d.cmd.Stderr, d.cmd.Env = logf, logf, environ
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

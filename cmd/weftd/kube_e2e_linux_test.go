@@ -124,8 +124,10 @@ func readKubeTestdata(t *testing.T, name string) []byte {
 // startKubeWeftd runs weftd --kube-subnet-mgr on host h as the manifest's
 // service account, its Node named after the host: NODE_NAME, as
 // flanneld's recording ran, or with viaPod, the node of a pod named
-// after the host (POD_NAME and POD_NAMESPACE, as in the DaemonSet).
-func startKubeWeftd(t *testing.T, k *kubeCluster, h netlab.Host, subnetFile string, viaPod bool) *daemon {
+// after the host (POD_NAME and POD_NAMESPACE, as in the DaemonSet). With
+// byEnv it is configured as a host moved from flanneld keeps it: every flag
+// a FLANNELD_ variable, none on the command line.
+func startKubeWeftd(t *testing.T, k *kubeCluster, h netlab.Host, subnetFile string, viaPod, byEnv bool) *daemon {
 	t.Helper()
 	// The child inherits these at Start.
 	if viaPod {
@@ -143,10 +145,25 @@ func startKubeWeftd(t *testing.T, k *kubeCluster, h netlab.Host, subnetFile stri
 	} else {
 		t.Setenv("NODE_NAME", h.Name)
 	}
-	return startWeftd(t, k.topo, h.NS, 19465, "--kube-subnet-mgr",
-		"--kubeconfig-file", k.weftKubeconfig,
-		"--net-config-path", filepath.Join("..", "..", "testdata", "flannel-kube", "net-conf.json"),
-		"--public-ip", h.UnderlayIP.String(), "--subnet-file", subnetFile)
+	flags := [][2]string{
+		{"kube-subnet-mgr", "true"},
+		{"kubeconfig-file", k.weftKubeconfig},
+		{"net-config-path", filepath.Join("..", "..", "testdata", "flannel-kube", "net-conf.json")},
+		{"public-ip", h.UnderlayIP.String()},
+		{"subnet-file", subnetFile},
+	}
+	var args, environ []string
+	for _, f := range flags {
+		if byEnv {
+			environ = append(environ, "FLANNELD_"+strings.ToUpper(strings.ReplaceAll(f[0], "-", "_"))+"="+f[1])
+		} else {
+			args = append(args, "--"+f[0]+"="+f[1])
+		}
+	}
+	if byEnv {
+		environ = append(os.Environ(), environ...)
+	}
+	return startWeftdEnv(t, k.topo, h.NS, 19465, environ, args...)
 }
 
 func meshOf(topo *netlab.Topology, hosts ...netlab.Host) func() error {
@@ -193,15 +210,16 @@ func TestKubeSubnetMgr(t *testing.T) {
 	}
 	// h1 first: it routes to h2 from flanneld's annotations before weftd
 	// replaces flanneld there.
-	daemons[h1.Name] = startKubeWeftd(t, k, h1, files[h1.Name], false)
+	daemons[h1.Name] = startKubeWeftd(t, k, h1, files[h1.Name], false, false)
 	eventually(t, 60*time.Second, "h1 learns h2 from flanneld's annotations", func() error {
 		if !strings.Contains(readLog(daemons[h1.Name]), `msg="peer node" node=h2`) {
 			return fmt.Errorf("not yet")
 		}
 		return nil
 	})
-	daemons[h2.Name] = startKubeWeftd(t, k, h2, files[h2.Name], false)
-	daemons[h3.Name] = startKubeWeftd(t, k, h3, files[h3.Name], false)
+	// h2, moved from flanneld, keeps flanneld's variables: no flags.
+	daemons[h2.Name] = startKubeWeftd(t, k, h2, files[h2.Name], false, true)
+	daemons[h3.Name] = startKubeWeftd(t, k, h3, files[h3.Name], false, false)
 	eventually(t, 90*time.Second, "full mesh of pings through Node-learned routes", meshOf(topo, h1, h2, h3))
 
 	t.Run("annotations, condition and subnet.env as flanneld's", func(t *testing.T) {
@@ -261,7 +279,7 @@ func TestKubeSubnetMgr(t *testing.T) {
 	t.Run("a Node added later, then deleted", func(t *testing.T) {
 		k.createNode(h4.Name, ttl, h4.Subnet.String())
 		added := time.Now()
-		daemons[h4.Name] = startKubeWeftd(t, k, h4, filepath.Join(t.TempDir(), "subnet.env"), true)
+		daemons[h4.Name] = startKubeWeftd(t, k, h4, filepath.Join(t.TempDir(), "subnet.env"), true, false)
 		eventually(t, 60*time.Second, "mesh with h4", meshOf(topo, h1, h2, h3, h4))
 		t.Logf("h4 reachable from all %v after its Node was created (weftd start included)", time.Since(added).Round(10*time.Millisecond))
 		k.kubectl("delete", "node", h4.Name)
