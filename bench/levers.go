@@ -101,17 +101,9 @@ func (s *LeverStep) value() Stat {
 // summarized modes: one through the rows named as in LeverSteps, and, when
 // the run has rows with UnderlayGSOOffSuffix, one through those. A chain
 // needs two steps with the figure. Gains are per-round ratios of each step's
-// figure to the step above's, inverted when lowerIsBetter.
-func (r *Results) leverChains(key string, lowerIsBetter bool) []LeverChain {
-	n := r.Settings.Rounds
-	// gain is the per-round ratios of the figure of m over that of ref, so
-	// that above 1 is better.
-	gain := func(m, ref *ModeResult) (Stat, bool) {
-		if lowerIsBetter {
-			m, ref = ref, m
-		}
-		return Summarize(RoundRatios(m.series(key, n), ref.series(key, n)))
-	}
+// figure to the step above's, inverted where lower is better (r.gain).
+func (r *Results) leverChains(key string) []LeverChain {
+	lowerIsBetter := !r.metric(key).HigherIsBetter
 	var chains []LeverChain
 	for _, gso := range []string{"", UnderlayGSOOff} {
 		suffix := ""
@@ -150,7 +142,7 @@ func (r *Results) leverChains(key string, lowerIsBetter bool) []LeverChain {
 				if len(skipped) > 1 {
 					step.Adds = "levers of " + strings.Join(skipped, " + ")
 				}
-				if g, ok := gain(m, rows[len(rows)-1]); ok {
+				if g, ok := r.gain(m, rows[len(rows)-1], key); ok {
 					step.Gain = &g
 				}
 			}
@@ -161,7 +153,7 @@ func (r *Results) leverChains(key string, lowerIsBetter bool) []LeverChain {
 		if len(c.Steps) < 2 || (suffix != "" && twins == 0) {
 			continue
 		}
-		if t, ok := gain(rows[len(rows)-1], rows[0]); ok {
+		if t, ok := r.gain(rows[len(rows)-1], rows[0], key); ok {
 			c.Total = &t
 		}
 		c.setShares()
@@ -208,7 +200,6 @@ type OptionalLever struct {
 // has rows with UnderlayGSOOffSuffix, one through those. A base that sends
 // no UDP GSO ran once and serves both.
 func (r *Results) optionalLevers() []OptionalLever {
-	n := r.Settings.Rounds
 	var out []OptionalLever
 	for _, ol := range OptionalLevers {
 		for _, suffix := range []string{"", UnderlayGSOOffSuffix} {
@@ -227,11 +218,7 @@ func (r *Results) optionalLevers() []OptionalLever {
 			}
 			row := OptionalLever{Mode: m.Name, Base: base.Name, Adds: ol.Adds, Gains: map[string]Stat{}}
 			for _, key := range OptionalLeverMetrics {
-				a, b := m, base
-				if !r.metric(key).HigherIsBetter {
-					a, b = b, a
-				}
-				if g, ok := Summarize(RoundRatios(a.series(key, n), b.series(key, n))); ok {
+				if g, ok := r.gain(m, base, key); ok {
 					row.Gains[key] = g
 				}
 			}
@@ -239,4 +226,15 @@ func (r *Results) optionalLevers() []OptionalLever {
 		}
 	}
 	return out
+}
+
+// gain is the figure key of m over that of ref (ref's over m's where lower
+// is better), so that above 1 is better: the median (min, max) of per-round
+// ratios.
+func (r *Results) gain(m, ref *ModeResult, key string) (Stat, bool) {
+	if !r.metric(key).HigherIsBetter {
+		m, ref = ref, m
+	}
+	n := r.Settings.Rounds
+	return Summarize(RoundRatios(m.series(key, n), ref.series(key, n)))
 }

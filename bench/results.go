@@ -176,10 +176,10 @@ func (r *Results) Summarize() {
 			}
 		}
 	}
-	r.Levers = r.leverChains(MTCP1, false)
+	r.Levers = r.leverChains(MTCP1)
 	r.LatencyLevers = nil
 	for _, key := range LatencyLeverMetrics {
-		r.LatencyLevers = append(r.LatencyLevers, r.leverChains(key, true)...)
+		r.LatencyLevers = append(r.LatencyLevers, r.leverChains(key)...)
 	}
 	r.OptionalLevers = r.optionalLevers()
 }
