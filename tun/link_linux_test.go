@@ -129,7 +129,7 @@ func inNS(ns string, fn func() error) error {
 
 // createIn creates the device in ns, closed (inside ns, where its route is)
 // when the test ends.
-func createIn(t *testing.T, ns string, cfg Config) *Link {
+func createIn(t testing.TB, ns string, cfg Config) *Link {
 	t.Helper()
 	var l *Link
 	if err := inNS(ns, func() (err error) { l, err = Create(cfg); return err }); err != nil {

@@ -163,46 +163,51 @@ func (q *vnetQueue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (
 // wait only while nothing was read.
 func (q *vnetQueue) readReady(fd uintptr) bool {
 	r := &q.rd
-	for r.n < r.max {
-		b := r.bufs[r.n][r.offset-virtioNetHdrLen:]
-		m, err := unix.Read(int(fd), b)
-		if err == unix.EINTR {
-			continue
+	for {
+		first := r.n
+		n, err := readPackets(int(fd), r.bufs[r.n:r.max], r.offset-virtioNetHdrLen, r.sizes[r.n:r.max])
+		for i := first; i < first+n; i++ {
+			q.parse(i)
 		}
-		if err == unix.EAGAIN {
-			if r.n == 0 && q.poll.Again() {
-				continue
-			}
-			break
-		}
+		r.n += n
 		if err != nil {
 			r.err = err
 			return true
 		}
-		// A packet that cannot be handed over is still handed up,
-		// marked, so that its drop is counted.
-		g, perr := GSO{Kind: GSOInvalid}, error(nil)
-		if m >= virtioNetHdrLen {
-			g, perr = parseVnetHdr(b[:virtioNetHdrLen])
+		if r.n == 0 && q.poll.Again() {
+			continue
 		}
-		pkt := b[min(m, virtioNetHdrLen):m]
-		switch {
-		case perr != nil:
-			g = GSO{Kind: GSOInvalid}
-		case g.Kind == GSONone && g.NeedsCsum:
-			if Checksum(pkt, g) != nil {
-				g = GSO{Kind: GSOInvalid}
-			}
-			g.NeedsCsum = false
-		}
-		r.gso[r.n] = g
-		r.sizes[r.n] = len(pkt)
-		r.n++
+		break
 	}
 	if r.n > 0 {
 		q.poll.Traffic()
 	}
 	return r.n > 0
+}
+
+// parse reads the virtio-net header of the packet read into slot i and
+// leaves the packet's own length in its size. A packet that cannot be
+// handed over is still handed up, marked, so that its drop is counted.
+func (q *vnetQueue) parse(i int) {
+	r := &q.rd
+	m := r.sizes[i]
+	b := r.bufs[i][r.offset-virtioNetHdrLen:]
+	g, perr := GSO{Kind: GSOInvalid}, error(nil)
+	if m >= virtioNetHdrLen {
+		g, perr = parseVnetHdr(b[:virtioNetHdrLen])
+	}
+	pkt := b[min(m, virtioNetHdrLen):m]
+	switch {
+	case perr != nil:
+		g = GSO{Kind: GSOInvalid}
+	case g.Kind == GSONone && g.NeedsCsum:
+		if Checksum(pkt, g) != nil {
+			g = GSO{Kind: GSOInvalid}
+		}
+		g.NeedsCsum = false
+	}
+	r.gso[i] = g
+	r.sizes[i] = len(pkt)
 }
 
 // parseVnetHdr reads a virtio_net_hdr. Only IPv4 GSO kinds are handed on:
