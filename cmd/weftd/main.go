@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -121,17 +122,23 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 
 	mtu := ul.mtu - encap.Overhead
 	kind, fallBack := cfg.tunKind()
+	if cfg.threadWait {
+		// A loop waiting in poll(2) holds its P (internal/threadwait):
+		// one more P per loop, two loops per worker.
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 2*cfg.workers)
+	}
 	link, err := tun.Create(tun.Config{
-		Name:     cfg.tunName,
-		Queues:   cfg.workers,
-		MTU:      mtu,
-		Addr:     subnet.Addr(),
-		Network:  network,
-		Batch:    cfg.batch,
-		Kind:     kind,
-		FallBack: fallBack,
-		Keep:     cfg.keepDevice,
-		BusyPoll: cfg.busyPoll,
+		Name:       cfg.tunName,
+		Queues:     cfg.workers,
+		MTU:        mtu,
+		Addr:       subnet.Addr(),
+		Network:    network,
+		Batch:      cfg.batch,
+		Kind:       kind,
+		FallBack:   fallBack,
+		Keep:       cfg.keepDevice,
+		BusyPoll:   cfg.busyPoll,
+		ThreadWait: cfg.threadWait,
 	})
 	if err != nil {
 		return err
@@ -196,7 +203,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			q.Conn.Close()
 		}
 	}()
-	uopts := encap.Options{Batch: cfg.batch, GSO: offload, GRO: offload, ZeroCopy: ecfg.ZeroCopyReceive, BusyPoll: cfg.busyPoll}
+	uopts := encap.Options{Batch: cfg.batch, GSO: offload, GRO: offload, ZeroCopy: ecfg.ZeroCopyReceive, BusyPoll: cfg.busyPoll, ThreadWait: cfg.threadWait}
 	var gso, gro bool
 	for i := range cfg.workers {
 		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(port)), uopts)
