@@ -20,7 +20,6 @@ var LeverSteps = []struct{ Mode, Adds string }{
 // against the base in the same rounds (OptionalLever), not in the chain.
 var OptionalLevers = []struct{ Mode, Base, Adds string }{
 	{"weft-busy-poll", "weft", "busy polling: each loop keeps polling for 50 µs after traffic instead of sleeping at once"},
-	{"weft-thread-wait", "weft", "thread waits: each loop waits in poll(2) on its own thread instead of in Go's poller"},
 }
 
 // OptionalLeverMetrics are the figures whose gains the optional levers

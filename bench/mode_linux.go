@@ -127,8 +127,6 @@ var Modes = []Mode{
 	sendsUDPGSO(weftdMode("weft", "batching, offloads, and weft's own offload device, cutting super-packets in place on send (segment payloads sent as iovecs from the TUN read buffer); received segments copied once, into the engine's buffers")),
 	sendsUDPGSO(weftdMode("weft-busy-poll", "weft's defaults, each forwarding loop polling its TUN queue or socket for 50 µs after traffic, yielding the CPU between polls, instead of sleeping at once",
 		"--busy-poll", "50us")),
-	sendsUDPGSO(weftdMode("weft-thread-wait", "weft's defaults, each forwarding loop waiting for packets in poll(2) on its own thread instead of in Go's poller, with one more Go P per loop",
-		"--thread-wait")),
 	flannelMode,
 }
 

@@ -38,11 +38,11 @@ func TestLookupModes(t *testing.T) {
 		wantErr     string
 	}{
 		{"default, no weftd", nil, Env{Weftd: "/nonexistent/weftd"},
-			[]string{"underlay", "host-gw", "vxlan"}, 7, ""},
+			[]string{"underlay", "host-gw", "vxlan"}, 6, ""},
 		{"default with weftd", nil, Env{Weftd: weftd},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "weft-busy-poll", "weft-thread-wait"}, 1, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "weft-busy-poll"}, 1, ""},
 		{"default with flanneld", nil, Env{Weftd: weftd, Flanneld: weftd, EtcdCommand: []string{"weft"}},
-			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "weft-busy-poll", "weft-thread-wait", "flannel"}, 0, ""},
+			[]string{"underlay", "host-gw", "vxlan", "weft-classic", "weft-batch", "weft-offload", "weft", "weft-busy-poll", "flannel"}, 0, ""},
 		{"named, in table order", []string{"weft", "underlay"}, Env{Weftd: weftd},
 			[]string{"underlay", "weft"}, 0, ""},
 		{"levers, in lever order", []string{"weft-busy-poll", "weft", "weft-offload", "vxlan", "weft-batch", "weft-classic"}, Env{Weftd: weftd},
@@ -96,7 +96,6 @@ func TestWeftdModes(t *testing.T) {
 		{"weft-offload", "--offload on --zero-copy=off", true},
 		{"weft", "", true},
 		{"weft-busy-poll", "--busy-poll 50us", true},
-		{"weft-thread-wait", "--thread-wait", true},
 	}
 	var weftdModes []string
 	for _, m := range Modes {

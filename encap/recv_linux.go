@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/busypoll"
-	"github.com/weft-dev/weft/internal/threadwait"
 )
 
 // recvBatch receives datagrams with recvmmsg(2) into slots set up once, so
@@ -31,10 +30,6 @@ type recvBatch struct {
 	// poll keeps the receive polling for a while after traffic; nil
 	// sleeps as soon as nothing is ready.
 	poll *busypoll.Window
-	// wait makes the receive sleep in poll(2) on its own thread; nil
-	// sleeps in Go's poller.
-	wait    *threadwait.Waiter
-	waitErr error
 }
 
 // recvSlot is one datagram of a batch: the buffer it lands in, its control
@@ -71,13 +66,7 @@ func newRecvBatch(n int) *recvBatch {
 				if b.poll.Again() {
 					continue
 				}
-				if b.wait == nil {
-					return false // Go's poller waits for the socket
-				}
-				if b.waitErr = b.wait.Wait(fd); b.waitErr != nil {
-					return true
-				}
-				continue
+				return false // wait for the socket to be readable
 			}
 			b.n, b.errno = int(r), e
 			if e == 0 {
@@ -106,12 +95,9 @@ func (b *recvBatch) recv(raw syscall.RawConn, k int) (int, error) {
 			h.hdr.SetControllen(len(s.oob))
 		}
 	}
-	b.k, b.n, b.errno, b.waitErr = k, 0, 0, nil
+	b.k, b.n, b.errno = k, 0, 0
 	if err := raw.Read(b.read); err != nil {
 		return 0, err
-	}
-	if b.waitErr != nil {
-		return 0, b.waitErr
 	}
 	if b.errno != 0 {
 		return 0, b.errno

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/busypoll"
-	"github.com/weft-dev/weft/internal/threadwait"
 )
 
 // Options says how a UDPConn moves datagrams.
@@ -37,10 +36,6 @@ type Options struct {
 	// BusyPoll keeps receives polling for this long after traffic instead
 	// of sleeping at once (see internal/busypoll); 0 never polls.
 	BusyPoll time.Duration
-	// ThreadWait makes receives wait in poll(2) on their own thread
-	// instead of in Go's poller (see internal/threadwait, and GOMAXPROCS
-	// there).
-	ThreadWait bool
 }
 
 // The kernel's limits on one UDP_SEGMENT send.
@@ -145,12 +140,6 @@ func ListenUDP(laddr netip.AddrPort, opts Options) (*UDPConn, error) {
 	}
 	c.rbatch = newRecvBatch(nr)
 	c.rbatch.poll = busypoll.New(opts.BusyPoll)
-	if opts.ThreadWait {
-		if c.rbatch.wait, err = threadwait.New(); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("listen %v: %w", laddr, err)
-		}
-	}
 	if c.gro {
 		for i := range c.rbatch.slots {
 			c.rbatch.slots[i].buf = make([]byte, groBufferSize)
@@ -438,20 +427,9 @@ func (c *UDPConn) pack(k int, group []Message) {
 }
 
 // Close implements Conn.
-func (c *UDPConn) Close() error {
-	err := c.conn.Close()
-	if c.rbatch.wait != nil {
-		c.rbatch.wait.Close() // ends a receive waiting in poll(2), which holds the socket open
-	}
-	return err
-}
+func (c *UDPConn) Close() error { return c.conn.Close() }
 
 // SetReadDeadline ends a blocked ReadBatch, and those after it, at t,
 // leaving sends open. Segments of a GRO datagram already received are
 // still handed out.
-func (c *UDPConn) SetReadDeadline(t time.Time) error {
-	if c.rbatch.wait != nil {
-		c.rbatch.wait.SetDeadline(t)
-	}
-	return c.conn.SetReadDeadline(t)
-}
+func (c *UDPConn) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/busypoll"
-	"github.com/weft-dev/weft/internal/threadwait"
 )
 
 // Config describes the TUN device weft forwards through, set up as flanneld
@@ -40,10 +39,6 @@ type Config struct {
 	// long after traffic instead of sleeping at once (see
 	// internal/busypoll); 0 never polls.
 	BusyPoll time.Duration
-	// ThreadWait makes each Plain and Offload queue's reads wait in
-	// poll(2) on their own thread instead of in Go's poller (see
-	// internal/threadwait, and GOMAXPROCS there).
-	ThreadWait bool
 }
 
 // Kind is a kind of TUN queue.
@@ -116,11 +111,11 @@ func Create(cfg Config) (l *Link, err error) {
 	}()
 	l.kind = cfg.Kind
 	for range cfg.Queues {
-		q, err := openQueue(cfg, l.kind)
+		q, err := openQueue(cfg.Name, l.kind, cfg.Batch, cfg.BusyPoll)
 		if err != nil && l.Queues == nil && cfg.FallBack && l.kind != Plain {
 			l.refused = err
 			l.kind = Plain
-			q, err = openQueue(cfg, l.kind)
+			q, err = openQueue(cfg.Name, l.kind, cfg.Batch, cfg.BusyPoll)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("tun %s: %w", cfg.Name, err)
@@ -168,21 +163,14 @@ func Create(cfg Config) (l *Link, err error) {
 }
 
 // openQueue attaches one more queue of kind to the device name.
-func openQueue(cfg Config, kind Kind) (Device, error) {
-	name, batch := cfg.Name, cfg.Batch
+func openQueue(name string, kind Kind, batch int, busyPoll time.Duration) (Device, error) {
 	switch kind {
 	case Offload:
 		q, err := openVnetQueue(name, batch)
 		if err != nil {
 			return nil, err
 		}
-		q.poll = busypoll.New(cfg.BusyPoll)
-		if cfg.ThreadWait {
-			if q.wait, err = threadwait.New(); err != nil {
-				q.Close()
-				return nil, err
-			}
-		}
+		q.poll = busypoll.New(busyPoll)
 		return q, nil
 	case CopyingOffload:
 		return openOffloadQueue(name)
@@ -207,13 +195,7 @@ func openQueue(cfg Config, kind Kind) (Device, error) {
 		f.Close()
 		return nil, err
 	}
-	q.poll = busypoll.New(cfg.BusyPoll)
-	if cfg.ThreadWait {
-		if q.wait, err = threadwait.New(); err != nil {
-			q.Close()
-			return nil, err
-		}
-	}
+	q.poll = busypoll.New(busyPoll)
 	return q, nil
 }
 

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/busypoll"
-	"github.com/weft-dev/weft/internal/threadwait"
 )
 
 // queue is one queue of a plain TUN device (no virtio-net header): each
@@ -23,8 +22,7 @@ type queue struct {
 	file  *os.File
 	raw   syscall.RawConn
 	batch int
-	poll  *busypoll.Window   // nil: sleep as soon as nothing is ready
-	wait  *threadwait.Waiter // sleep in poll(2) on this thread; nil: in Go's poller
+	poll  *busypoll.Window // nil: sleep as soon as nothing is ready
 
 	// The calls to the poller, made once with their arguments and results
 	// here: a closure built per read or write would allocate. One reader
@@ -61,12 +59,7 @@ func (q *queue) SyscallConn() (syscall.RawConn, error) { return q.raw, nil }
 
 // SetReadDeadline ends a blocked Read, and those after it, at t, leaving
 // writes open: weftd stops reading, then writes what it holds.
-func (q *queue) SetReadDeadline(t time.Time) error {
-	if q.wait != nil {
-		q.wait.SetDeadline(t)
-	}
-	return q.file.SetReadDeadline(t)
-}
+func (q *queue) SetReadDeadline(t time.Time) error { return q.file.SetReadDeadline(t) }
 
 func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	q.rd.bufs, q.rd.sizes, q.rd.offset = bufs, sizes, offset
@@ -85,10 +78,9 @@ func (q *queue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int,
 	return n, err
 }
 
-// readReady reads packets until the batch is full or none is left. While
-// nothing was read and the busy-poll window, if any, has closed, it waits:
-// in poll(2) on this thread with a thread waiter, else by asking Go's poller
-// to.
+// readReady reads packets until the batch is full or none is left, and
+// asks to wait only while nothing was read and the busy-poll window, if
+// any, has closed.
 func (q *queue) readReady(fd uintptr) bool {
 	r := &q.rd
 	for {
@@ -98,21 +90,15 @@ func (q *queue) readReady(fd uintptr) bool {
 			r.err = err
 			return true
 		}
-		if r.n > 0 {
-			q.poll.Traffic()
-			return true
-		}
-		if q.poll.Again() {
+		if r.n == 0 && q.poll.Again() {
 			continue
 		}
-		if q.wait == nil {
-			return false // Go's poller waits
-		}
-		if err := q.wait.Wait(fd); err != nil {
-			r.err = err
-			return true
-		}
+		break
 	}
+	if r.n > 0 {
+		q.poll.Traffic()
+	}
+	return r.n > 0
 }
 
 func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
@@ -155,9 +141,6 @@ func (q *queue) writeReady(fd uintptr) bool {
 
 func (q *queue) Close() error {
 	err := q.file.Close()
-	if q.wait != nil {
-		q.wait.Close() // ends a read waiting in poll(2), which holds the file open
-	}
 	if errors.Is(err, os.ErrClosed) {
 		return nil
 	}

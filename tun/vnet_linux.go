@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/busypoll"
-	"github.com/weft-dev/weft/internal/threadwait"
 )
 
 // virtioNetHdrLen is the size of struct virtio_net_hdr, which precedes every
@@ -45,9 +44,6 @@ type vnetQueue struct {
 	// poll keeps reads polling for a while after traffic; nil sleeps as
 	// soon as nothing is ready.
 	poll *busypoll.Window
-	// wait makes reads sleep in poll(2) on their own thread; nil sleeps in
-	// Go's poller.
-	wait *threadwait.Waiter
 
 	// Read's, which cuts super-packets by copying; one reader at a time.
 	// A super-packet of more segments than the caller's buffers is handed
@@ -139,18 +135,10 @@ func (q *vnetQueue) SyscallConn() (syscall.RawConn, error) { return q.raw, nil }
 
 // SetReadDeadline ends a blocked Read or ReadGSO, and those after it, at t,
 // leaving writes open.
-func (q *vnetQueue) SetReadDeadline(t time.Time) error {
-	if q.wait != nil {
-		q.wait.SetDeadline(t)
-	}
-	return q.file.SetReadDeadline(t)
-}
+func (q *vnetQueue) SetReadDeadline(t time.Time) error { return q.file.SetReadDeadline(t) }
 
 func (q *vnetQueue) Close() error {
 	err := q.file.Close()
-	if q.wait != nil {
-		q.wait.Close() // ends a read waiting in poll(2), which holds the file open
-	}
 	if errors.Is(err, os.ErrClosed) {
 		return nil
 	}
@@ -171,9 +159,8 @@ func (q *vnetQueue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (
 }
 
 // readReady is ReadGSO's work once the poller says the queue is readable:
-// it reads packets until the batch is full or none is left. While nothing
-// was read and the busy-poll window, if any, has closed, it waits: in
-// poll(2) on this thread with a thread waiter, else by asking Go's poller to.
+// it reads packets until the batch is full or none is left, and asks to
+// wait only while nothing was read.
 func (q *vnetQueue) readReady(fd uintptr) bool {
 	r := &q.rd
 	for {
@@ -187,21 +174,15 @@ func (q *vnetQueue) readReady(fd uintptr) bool {
 			r.err = err
 			return true
 		}
-		if r.n > 0 {
-			q.poll.Traffic()
-			return true
-		}
-		if q.poll.Again() {
+		if r.n == 0 && q.poll.Again() {
 			continue
 		}
-		if q.wait == nil {
-			return false // Go's poller waits
-		}
-		if err := q.wait.Wait(fd); err != nil {
-			r.err = err
-			return true
-		}
+		break
 	}
+	if r.n > 0 {
+		q.poll.Traffic()
+	}
+	return r.n > 0
 }
 
 // parse reads the virtio-net header of the packet read into slot i and

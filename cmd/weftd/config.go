@@ -34,7 +34,6 @@ type config struct {
 	workers       int
 	batch         int
 	busyPoll      time.Duration
-	threadWait    bool
 	offload       string
 	zeroCopy      zeroCopyFlag
 	metricsAddr   string
@@ -125,7 +124,6 @@ func parseFlagsTo(args []string, getenv func(string) string, out io.Writer) (*co
 	fs.IntVar(&c.workers, "workers", runtime.NumCPU(), "forwarding workers, each with its own TUN queue and socket")
 	fs.IntVar(&c.batch, "batch", engine.DefaultBatchSize, "most packets per syscall (1 = one packet per syscall, as flanneld)")
 	fs.DurationVar(&c.busyPoll, "busy-poll", 0, "keep the forwarding loops polling for `duration` after traffic instead of sleeping at once, so that a reply finds them awake (0: never poll; at most 10ms)")
-	fs.BoolVar(&c.threadWait, "thread-wait", false, "each forwarding loop waits for packets in poll(2) on its own thread instead of in Go's poller, and GOMAXPROCS grows by one per loop")
 	fs.StringVar(&c.offload, "offload", "auto", "TUN and UDP segmentation offloads: auto, on or off")
 	// Send only: zero-copy receive measured no gain end to end (bench/RESULTS.md).
 	c.zeroCopy = zeroCopyFlag{send: true}

@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -122,23 +121,17 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 
 	mtu := ul.mtu - encap.Overhead
 	kind, fallBack := cfg.tunKind()
-	if cfg.threadWait {
-		// A loop waiting in poll(2) holds its P (internal/threadwait):
-		// one more P per loop, two loops per worker.
-		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 2*cfg.workers)
-	}
 	link, err := tun.Create(tun.Config{
-		Name:       cfg.tunName,
-		Queues:     cfg.workers,
-		MTU:        mtu,
-		Addr:       subnet.Addr(),
-		Network:    network,
-		Batch:      cfg.batch,
-		Kind:       kind,
-		FallBack:   fallBack,
-		Keep:       cfg.keepDevice,
-		BusyPoll:   cfg.busyPoll,
-		ThreadWait: cfg.threadWait,
+		Name:     cfg.tunName,
+		Queues:   cfg.workers,
+		MTU:      mtu,
+		Addr:     subnet.Addr(),
+		Network:  network,
+		Batch:    cfg.batch,
+		Kind:     kind,
+		FallBack: fallBack,
+		Keep:     cfg.keepDevice,
+		BusyPoll: cfg.busyPoll,
 	})
 	if err != nil {
 		return err
@@ -203,7 +196,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			q.Conn.Close()
 		}
 	}()
-	uopts := encap.Options{Batch: cfg.batch, GSO: offload, GRO: offload, ZeroCopy: ecfg.ZeroCopyReceive, BusyPoll: cfg.busyPoll, ThreadWait: cfg.threadWait}
+	uopts := encap.Options{Batch: cfg.batch, GSO: offload, GRO: offload, ZeroCopy: ecfg.ZeroCopyReceive, BusyPoll: cfg.busyPoll}
 	var gso, gro bool
 	for i := range cfg.workers {
 		conn, err := encap.ListenUDP(netip.AddrPortFrom(ul.localIP, uint16(port)), uopts)
