@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,6 +68,7 @@ func TestConfigCheck(t *testing.T) {
 // no reverse-path filter and no IPv6 (no stray router solicitations).
 func newNetns(t testing.TB, tag string) string {
 	t.Helper()
+	sweepOnce.Do(sweepStaleNetns)
 	name := fmt.Sprintf("wtun%d-%s", os.Getpid(), tag)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
@@ -97,6 +100,28 @@ func newNetns(t testing.TB, tag string) string {
 		t.Fatal(err)
 	}
 	return name
+}
+
+var sweepOnce sync.Once
+
+// sweepStaleNetns deletes the namespaces that test processes of this package
+// made and did not live to remove: those named wtun<pid>- whose process is
+// gone. A fuzz worker that the fuzzing engine kills at its deadline never
+// runs its cleanups. A pid taken again by another process keeps its
+// namespace: only a dead one's is deleted.
+func sweepStaleNetns() {
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "wtun")
+		digits, _, dash := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(digits)
+		if !ok || !dash || err != nil || pid <= 0 {
+			continue
+		}
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			exec.Command("ip", "netns", "del", e.Name()).Run()
+		}
+	}
 }
 
 // inNS runs fn on a thread switched into the named namespace. Sockets and
@@ -607,4 +632,28 @@ func delLink(name string) error {
 		return nil
 	}
 	return netlink.LinkDel(link)
+}
+
+// TestSweepStaleNetns: the namespace of a test process that is gone is
+// deleted; one of a live process is kept.
+func TestSweepStaleNetns(t *testing.T) {
+	roottest.NeedRoot(t, "ip")
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := fmt.Sprintf("wtun%d-sweep", dead.Process.Pid)
+	if out, err := exec.Command("ip", "netns", "add", stale).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", stale, err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", stale).Run() })
+	live := newNetns(t, "keep")
+
+	sweepStaleNetns()
+	if _, err := os.Stat(filepath.Join("/run/netns", stale)); !os.IsNotExist(err) {
+		t.Errorf("%s, of a process that is gone, still there: %v", stale, err)
+	}
+	if _, err := os.Stat(filepath.Join("/run/netns", live)); err != nil {
+		t.Errorf("%s, of this live process, removed: %v", live, err)
+	}
 }
