@@ -83,22 +83,8 @@ func (q *queue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int,
 // any, has closed.
 func (q *queue) readReady(fd uintptr) bool {
 	r := &q.rd
-	for {
-		n, err := readPackets(int(fd), r.bufs[r.n:r.max], r.offset, r.sizes[r.n:r.max])
-		r.n += n
-		if err != nil {
-			r.err = err
-			return true
-		}
-		if r.n == 0 && q.poll.Again() {
-			continue
-		}
-		break
-	}
-	if r.n > 0 {
-		q.poll.Traffic()
-	}
-	return r.n > 0
+	r.n, r.err = readPolling(int(fd), r.bufs[:r.max], r.offset, r.sizes[:r.max], q.poll)
+	return r.n > 0 || r.err != nil
 }
 
 func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
@@ -157,6 +143,24 @@ func drained(n int, pollErr, readErr error) (int, error) {
 		return 0, pollErr
 	}
 	return 0, readErr
+}
+
+// readPolling is readPackets that, while it finds nothing, tries again as
+// long as poll's window is open, and tells poll when packets came.
+func readPolling(fd int, bufs [][]byte, off int, sizes []int, poll *busypoll.Window) (int, error) {
+	for {
+		n, err := readPackets(fd, bufs, off, sizes)
+		if err != nil {
+			return n, err
+		}
+		if n > 0 {
+			poll.Traffic()
+			return n, nil
+		}
+		if !poll.Again() {
+			return 0, nil
+		}
+	}
 }
 
 // readPackets reads packets from the non-blocking file fd into bufs[i][off:]

@@ -160,29 +160,15 @@ func (q *vnetQueue) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (
 
 // readReady is ReadGSO's work once the poller says the queue is readable:
 // it reads packets until the batch is full or none is left, and asks to
-// wait only while nothing was read.
+// wait only while nothing was read and the busy-poll window, if any, has
+// closed.
 func (q *vnetQueue) readReady(fd uintptr) bool {
 	r := &q.rd
-	for {
-		first := r.n
-		n, err := readPackets(int(fd), r.bufs[r.n:r.max], r.offset-virtioNetHdrLen, r.sizes[r.n:r.max])
-		for i := first; i < first+n; i++ {
-			q.parse(i)
-		}
-		r.n += n
-		if err != nil {
-			r.err = err
-			return true
-		}
-		if r.n == 0 && q.poll.Again() {
-			continue
-		}
-		break
+	r.n, r.err = readPolling(int(fd), r.bufs[:r.max], r.offset-virtioNetHdrLen, r.sizes[:r.max], q.poll)
+	for i := range r.n {
+		q.parse(i)
 	}
-	if r.n > 0 {
-		q.poll.Traffic()
-	}
-	return r.n > 0
+	return r.n > 0 || r.err != nil
 }
 
 // parse reads the virtio-net header of the packet read into slot i and
