@@ -298,7 +298,8 @@ func TestFaultWeftdKilled(t *testing.T) {
 // floods a host's port 8285 as fast as it can with garbage: random bytes,
 // runt and cut IPv4, inner sources claiming a peer's subnet, and (through a
 // raw socket) datagrams whose outer source is a real peer's address, each
-// kind built to fail one check. Pings between all hosts lose nothing;
+// kind built to fail one check. Pings between all hosts lose nothing but
+// what the kernel drops at the flooded host's full sockets (at most 1%);
 // every datagram the flooder sent is accounted for, exactly, by weft's drop
 // counters and the kernel's; memory stays bounded.
 func TestFaultFlood(t *testing.T) {
@@ -325,6 +326,7 @@ func TestFaultFlood(t *testing.T) {
 		faultStartPing(topo, h2, h3, count, "0.1"),
 		faultStartPing(topo, h3, h1, count, "0.1"),
 	}
+	pings[0].crossesFlooded, pings[2].crossesFlooded = true, true
 	time.Sleep(time.Second)
 	before := faultSnapshot(t, topo, daemons, fl)
 	sent, errs := fl.run(floodFor, 50_000_000)
@@ -359,9 +361,38 @@ func TestFaultFlood(t *testing.T) {
 		after.h1UDP["InErrors"]-before.h1UDP["InErrors"], after.h1UDP["RcvbufErrors"]-before.h1UDP["RcvbufErrors"],
 		after.h1IP["InDiscards"]-before.h1IP["InDiscards"], after.vethFlooder-before.vethFlooder, after.vethBridge-before.vethBridge,
 		after.flUDP["SndbufErrors"]-before.flUDP["SndbufErrors"], after.flIP["OutDiscards"]-before.flIP["OutDiscards"])
-	if dropped+kernel != total {
-		t.Errorf("flooder sent %d datagrams, weft dropped %d and the kernel %d: %d unaccounted for",
-			total, dropped, kernel, int64(total)-int64(dropped+kernel))
+	// The kernel's counters at h1 do not know the flood from peers' traffic:
+	// a spoofed datagram carries h3's own address and port, so it shares a
+	// socket (and its receive buffer) with h3's real packets, and when that
+	// buffer overflows the kernel drops whichever comes next. The pings
+	// through h1 may therefore lose a few packets, each one counted by the
+	// kernel beside the flood's; the ping that does not touch h1 loses none.
+	var lostAtH1 int
+	for _, p := range pings {
+		tx, rx, out := p.wait()
+		switch {
+		case tx != count:
+			t.Errorf("ping %s during the flood: %d sent, want %d\n%s", p.what, tx, count, tail(out, 3))
+		case rx == count:
+			t.Logf("ping %s during the flood: %s", p.what, tail(out, 2))
+		case !p.crossesFlooded:
+			t.Errorf("ping %s (not through %s) during the flood: %d of %d received, want all\n%s", p.what, h1.Name, rx, count, tail(out, 3))
+		case (count-rx)*100 > count:
+			t.Errorf("ping %s during the flood: %d of %d lost, want at most 1%%\n%s", p.what, count-rx, count, tail(out, 3))
+		default:
+			lostAtH1 += count - rx
+			t.Logf("ping %s during the flood, through the flooded %s: %d of %d lost\n%s", p.what, h1.Name, count-rx, count, tail(out, 2))
+		}
+	}
+	atH1 := after.h1UDP["InErrors"] - before.h1UDP["InErrors"] + after.h1IP["InDiscards"] - before.h1IP["InDiscards"] + after.vethBridge - before.vethBridge
+	if uint64(lostAtH1) > atH1 {
+		t.Errorf("the pings lost %d packets through %s, but the kernel dropped only %d there: weft dropped peers' packets", lostAtH1, h1.Name, atH1)
+	}
+	if peers := int64(dropped+kernel) - int64(total); peers != int64(lostAtH1) {
+		t.Errorf("flooder sent %d datagrams, weft dropped %d and the kernel %d: %d more drops than the flood, want %d (the pings lost through %s)",
+			total, dropped, kernel, peers, lostAtH1, h1.Name)
+	} else {
+		t.Logf("every flood datagram accounted for: %d dropped by weft, %d by the kernel, less the %d ping packets the kernel dropped with them", dropped, kernel, lostAtH1)
 	}
 	if kernel == 0 {
 		for r, n := range sent {
@@ -393,14 +424,6 @@ func TestFaultFlood(t *testing.T) {
 		(after.metrics["go_memstats_alloc_bytes_total"]-before.metrics["go_memstats_alloc_bytes_total"])/mib, mallocs, mallocs/float64(total))
 	if grew > 64*mib {
 		t.Errorf("weftd's RSS grew by %.1f MiB during the flood, want at most 64", float64(grew)/mib)
-	}
-	for _, p := range pings {
-		tx, rx, out := p.wait()
-		if tx != count || rx != count {
-			t.Errorf("ping %s during the flood: %d sent, %d received, want %d and %d\n%s", p.what, tx, rx, count, count, tail(out, 3))
-			continue
-		}
-		t.Logf("ping %s during the flood: %s", p.what, tail(out, 2))
 	}
 }
 
@@ -631,9 +654,10 @@ func faultLogAge(path, msg string, since time.Time) time.Duration {
 
 // faultPing is a ping running in the background.
 type faultPing struct {
-	what string
-	done chan struct{}
-	out  string
+	what           string
+	crossesFlooded bool // its requests or replies arrive at the flooded host
+	done           chan struct{}
+	out            string
 }
 
 // faultStartPing pings from one host's pod to another's, count times at
