@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"math"
 	"slices"
 	"strings"
@@ -138,11 +137,7 @@ func TestLeverChainsPartial(t *testing.T) {
 	}
 	// Two steps: the total would repeat the second row, so the report
 	// leaves it out.
-	var b bytes.Buffer
-	if err := r.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	if out := b.String(); !strings.Contains(out, "| weft       | levers of weft-offload + weft ") || strings.Contains(out, "all of the above") {
+	if out := markdown(t, r); !strings.Contains(out, "| weft       | levers of weft-offload + weft ") || strings.Contains(out, "all of the above") {
 		t.Errorf("two-step table:\n%s", out)
 	}
 
@@ -189,11 +184,7 @@ func TestLeverChainsPartial(t *testing.T) {
 func TestWriteMarkdownLevers(t *testing.T) {
 	r := leverFixture()
 	r.Modes[2].About = "weftd --offload off: batched"
-	var b bytes.Buffer
-	if err := r.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
+	out := markdown(t, r)
 	for _, want := range []string{
 		`Rows marked "(underlay-gso off)" ran with the underlay's UDP segmentation off`,
 		"- `weft-batch`: weftd --offload off: batched\n",
@@ -334,12 +325,9 @@ func TestLatencyLeverChainsPartial(t *testing.T) {
 	if len(r.LatencyLevers) != 0 {
 		t.Errorf("latency chains without RR figures: %+v", r.LatencyLevers)
 	}
-	var b bytes.Buffer
-	if err := r.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "Lever by lever (RR") {
-		t.Errorf("latency table without RR figures:\n%s", b.String())
+	out := markdown(t, r)
+	if strings.Contains(out, "Lever by lever (RR") {
+		t.Errorf("latency table without RR figures:\n%s", out)
 	}
 
 	// p99 lost in weft-offload only: the chains of p50 and p99 go through
@@ -350,11 +338,7 @@ func TestLatencyLeverChainsPartial(t *testing.T) {
 		delete(r.Mode("weft-offload").Rounds[i].Values, MRRP99)
 	}
 	r.Summarize()
-	b.Reset()
-	if err := r.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
+	out = markdown(t, r)
 	for _, want := range []string{
 		"\nLever by lever (RR p50; each row adds",
 		"\nLever by lever (RR p99; each row adds",
@@ -368,11 +352,7 @@ func TestLatencyLeverChainsPartial(t *testing.T) {
 
 func TestWriteMarkdownLatencyLevers(t *testing.T) {
 	r := latencyFixture()
-	var b bytes.Buffer
-	if err := r.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
+	out := markdown(t, r)
 	tcp := strings.Index(out, "\nLever by lever (TCP 1 stream;")
 	lat := strings.Index(out, "\nLever by lever (RR p50, RR p99; each row adds its lever to the row above; "+
 		"gain: median of per-round ratios of the row above's figure to the row's, as lower is better, so that above 1 is better")
@@ -475,11 +455,7 @@ func TestOptionalLevers(t *testing.T) {
 
 func TestWriteMarkdownOptionalLevers(t *testing.T) {
 	r := latencyFixture()
-	var b bytes.Buffer
-	if err := r.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
+	out := markdown(t, r)
 	at := strings.Index(out, "\nOptional levers (")
 	if at < strings.Index(out, "\nLever by lever, underlay UDP segmentation off (RR p50") {
 		t.Fatalf("optional levers at %d, not after the lever tables:\n%s", at, out)
@@ -499,11 +475,7 @@ func TestWriteMarkdownOptionalLevers(t *testing.T) {
 	// Without the lever's rows, no table.
 	r.Modes = slices.DeleteFunc(r.Modes, func(m ModeResult) bool { return strings.HasPrefix(m.Name, "weft-busy-poll") })
 	r.Summarize()
-	b.Reset()
-	if err := r.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "Optional levers") {
-		t.Errorf("optional levers table without their rows:\n%s", b.String())
+	if out := markdown(t, r); strings.Contains(out, "Optional levers") {
+		t.Errorf("optional levers table without their rows:\n%s", out)
 	}
 }

@@ -77,12 +77,18 @@ func statNear(a, b Stat) bool {
 	return near(a.Median, b.Median) && near(a.Min, b.Min) && near(a.Max, b.Max) && a.N == b.N
 }
 
-func TestWriteMarkdown(t *testing.T) {
+// markdown is r's report, as WriteMarkdown writes it.
+func markdown(t *testing.T, r *Results) string {
+	t.Helper()
 	var b bytes.Buffer
-	if err := fixture().WriteMarkdown(&b); err != nil {
+	if err := r.WriteMarkdown(&b); err != nil {
 		t.Fatal(err)
 	}
-	out := b.String()
+	return b.String()
+}
+
+func TestWriteMarkdown(t *testing.T) {
+	out := markdown(t, fixture())
 	for _, want := range []string{
 		"Median of 3 round(s)",
 		"| mode     | TCP 1 stream (Gbit/s) |",
@@ -222,11 +228,7 @@ func TestReadOldLevers(t *testing.T) {
 	if err := json.Unmarshal([]byte(old), &r); err != nil {
 		t.Fatal(err)
 	}
-	var b bytes.Buffer
-	if err := r.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
+	out := markdown(t, &r)
 	for _, want := range []string{
 		"\nLever by lever (TCP 1 stream; ",
 		"| weft-classic | baseline | 0.500 (0.400–0.600)   | –                 | –     |",
